@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Both create the project-local virtual environment (.venv) from PyPI on first use.
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SHARED_MODELS := $(abspath ../shared/models)
+
+# SCRFD weights are used when present (research licence, never committed); CenterFace otherwise.
+ifneq ($(wildcard $(SHARED_MODELS)/det_500m.onnx),)
+export AV_PRIVACY_MODELS ?= $(SHARED_MODELS)
+endif
+export FASTDDS_DEFAULT_PROFILES_FILE ?= $(abspath config/fastdds_large_frames.xml)
+export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+
+.PHONY: venv test demo bench lint clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements-dev.txt setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet -r requirements-dev.txt
+	$(VPY) -m pip install --quiet -e .
+	touch $(STAMP)
+
+test: venv
+	$(VPY) -m pytest -q -p no:cacheprovider test
+
+demo: venv
+	$(VPY) -m av_privacy_ros.demo --output demo_output
+
+bench: venv
+	$(VPY) scripts/bench.py
+
+lint: venv
+	$(VPY) -m pytest -q -p no:cacheprovider test/test_flake8.py test/test_pep257.py
+
+clean:
+	rm -rf $(VENV) demo_output bench_output build install log *.egg-info

