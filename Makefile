@@ -31,8 +31,9 @@ test: venv
 demo: venv
 	$(VPY) -m av_privacy_ros.demo --output demo_output
 
+# Every scripts/bench*.py prints its own table (core, node over DDS, bag, tracking).
 bench: venv
-	$(VPY) scripts/bench.py
+	@for script in scripts/bench*.py; do echo "== $$script"; $(VPY) $$script || exit 1; done
 
 lint: venv
 	$(VPY) -m pytest -q -p no:cacheprovider test/test_flake8.py test/test_pep257.py

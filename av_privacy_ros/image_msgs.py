@@ -202,12 +202,11 @@ def image_to_depth(msg: Any) -> np.ndarray:
     if not isinstance(big, (int, np.integer)) or int(big) not in (0, 1):
         raise ValueError('The image is_bigendian field must be 0 or 1, not %r.' % (big,))
     dtype = np.dtype(_DEPTH_DTYPES[encoding]).newbyteorder('>' if big else '<')
-    step = _size('step (bytes per row)', getattr(msg, 'step', None))
+    buf, height, width, step = _layout(msg, encoding)
     if step % dtype.itemsize:
         raise ValueError(
             'The image step (%d bytes) is not a multiple of the %d-byte %s pixel; the rows '
             'would start in the middle of a pixel.' % (step, dtype.itemsize, encoding))
-    buf, height, width, step = _layout(msg, encoding)
     # A strided typed view over the same bytes (numpy 1.21 cannot .view() padded rows).
     depth = np.ndarray((height, width), dtype=dtype, buffer=buf, strides=(step, dtype.itemsize))
     native = depth.astype(dtype.newbyteorder('='), copy=False)

@@ -10,8 +10,13 @@ import numpy as np
 from .checks import check_boxes, check_depth, depth_in_metres
 
 
-def pad_boxes(boxes: np.ndarray, pad_ratio: float, shape_hw: Tuple[int, int]) -> np.ndarray:
-    """Grow each box by ``pad_ratio`` × its size on every side and clip it to the image."""
+def pad_boxes(boxes: np.ndarray, pad_ratio: float, shape_hw: Tuple[int, int],
+              clip: bool = True) -> np.ndarray:
+    """Grow each box by ``pad_ratio`` × its size on every side and clip it to the image.
+
+    Shapes are drawn from unclipped boxes (``clip=False``): an oval fitted to the clipped box
+    of a face cut by the frame edge would leave the face's visible corner uncovered.
+    """
     boxes = check_boxes(boxes)
     if pad_ratio < 0:
         raise ValueError('pad_ratio must be >= 0, got %r' % pad_ratio)
@@ -21,6 +26,8 @@ def pad_boxes(boxes: np.ndarray, pad_ratio: float, shape_hw: Tuple[int, int]) ->
     padded = boxes.copy()
     padded[:, 0:2] -= pad
     padded[:, 2:4] += pad
+    if not clip:
+        return padded
     padded[:, [0, 2]] = np.clip(padded[:, [0, 2]], 0, width)
     padded[:, [1, 3]] = np.clip(padded[:, [1, 3]], 0, height)
     return padded
@@ -112,8 +119,7 @@ def build_mask_from_boxes(shape_hw: Tuple[int, int], boxes: np.ndarray, pad_rati
     if height <= 0 or width <= 0:
         raise ValueError('mask size must be positive, got %s' % (shape_hw,))
     canvas = np.zeros((height, width), np.uint8)
-    padded = pad_boxes(boxes, pad_ratio, (height, width))
-    for box in padded:
+    for box in pad_boxes(boxes, pad_ratio, (height, width), clip=False):
         _draw_box(canvas, box, oval, dilate_kernel)
     return canvas.view(np.bool_)
 
@@ -142,9 +148,11 @@ def build_depth_mask(depth: np.ndarray, boxes: np.ndarray, pad_ratio: float = 0.
     if len(boxes) == 0:
         return canvas.view(np.bool_)
     metres = depth_in_metres(depth)
+    fallback = np.zeros_like(canvas)  # drawn already dilated, like build_mask_from_boxes
     padded = pad_boxes(boxes, pad_ratio, (height, width))
+    padded_shapes = pad_boxes(boxes, pad_ratio, (height, width), clip=False)
     inner = pad_boxes(boxes, 0.0, (height, width))
-    for box, pbox in zip(inner, padded):
+    for box, pbox, shape in zip(inner, padded, padded_shapes):
         x1, y1, x2, y2 = (int(np.floor(box[0])), int(np.floor(box[1])),
                           int(np.ceil(box[2])), int(np.ceil(box[3])))
         px1, py1, px2, py2 = (int(np.floor(pbox[0])), int(np.floor(pbox[1])),
@@ -156,22 +164,28 @@ def build_depth_mask(depth: np.ndarray, boxes: np.ndarray, pad_ratio: float = 0.
         core = metres[y1 + my:max(y1 + my + 1, y2 - my), x1 + mx:max(x1 + mx + 1, x2 - mx)]
         valid = core[np.isfinite(core)]
         if valid.size < max(1, min_valid_fraction * core.size):
-            _draw_box(canvas, pbox, oval)  # not enough depth: the padded box protects the face
+            # Not enough depth to trust: the padded box protects the face.
+            _draw_box(fallback, shape, oval, dilate_kernel)
             continue
         face_depth = float(np.median(valid))
         region = metres[py1:py2, px1:px2]
         with np.errstate(invalid='ignore'):
             in_band = (region >= face_depth - near_margin) & (region <= face_depth + far_margin)
+        origin = np.array([px1, py1, px1, py1], np.float32)
         local = np.zeros((py2 - py1, px2 - px1), np.uint8)
         shape_local = np.zeros_like(local)
-        _draw_box(shape_local, pbox - np.array([px1, py1, px1, py1], np.float32), oval)
+        _draw_box(shape_local, shape - origin, oval)
         local[in_band] = 255
         local[~np.isfinite(region) & (shape_local > 0)] = 255
-        _draw_box(local, box - np.array([px1, py1, px1, py1], np.float32), oval)
+        # The face itself is always kept, drawn from its unclipped box.
+        _draw_box(local, pad_boxes(box[None], 0.0, (height, width), clip=False)[0] - origin,
+                  oval)
         local = _fill_holes(local)
         np.maximum(canvas[py1:py2, px1:px2], local, out=canvas[py1:py2, px1:px2])
     regions = face_regions(boxes, pad_ratio, dilate_kernel, (height, width))
-    return dilate(canvas, dilate_kernel, regions).view(np.bool_)
+    dilate(canvas, dilate_kernel, regions)
+    np.maximum(canvas, fallback, out=canvas)
+    return canvas.view(np.bool_)
 
 
 def _fill_holes(mask_u8: np.ndarray) -> np.ndarray:

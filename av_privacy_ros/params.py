@@ -143,8 +143,10 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
     ParamSpec('sync.queue_size', 10,
               'Messages kept per input while pairing colour and depth.', min_value=1,
               max_value=1000, read_only=True),
-    ParamSpec('sync.slop', 0.05,
-              'Largest stamp difference in seconds between a paired colour and depth image.',
+    ParamSpec('sync.slop', 0.015,
+              'Largest stamp difference in seconds between a paired colour and depth image; '
+              'keep it under half the frame period or a lost depth frame pairs colour with '
+              'the neighbouring depth frame.',
               min_value=0.0, max_value=10.0, read_only=True),
     # QoS.
     ParamSpec('qos.input_reliability', 'best_effort',

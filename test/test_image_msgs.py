@@ -5,11 +5,11 @@ from __future__ import annotations
 import array
 import time
 from types import SimpleNamespace
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 from av_privacy_ros.image_msgs import (
-    bgr_to_image_fields, canonical_encoding, COLOR_ENCODINGS, depth_to_image_fields,
-    DEPTH_ENCODINGS, fill_image_msg, image_to_bgr, image_to_depth, mask_to_mono8_fields)
+    bgr_to_image_fields, canonical_encoding, COLOR_ENCODINGS, DEPTH_ENCODINGS,
+    depth_to_image_fields, fill_image_msg, image_to_bgr, image_to_depth, mask_to_mono8_fields)
 import numpy as np
 import pytest
 from sensor_msgs.msg import Image
@@ -277,7 +277,8 @@ def test_fill_works_on_a_rosbags_message_and_survives_cdr() -> None:
 
 
 def _image(**fields: Any) -> Image:
-    values = dict(height=H, width=W, encoding='bgr8', is_bigendian=0, step=W * 3)
+    values: Dict[str, Any] = {
+        'height': H, 'width': W, 'encoding': 'bgr8', 'is_bigendian': 0, 'step': W * 3}
     values.update(fields)
     data = values.pop('data', bytes(values['step'] * values['height']))
     msg = Image(**values)
@@ -286,15 +287,16 @@ def _image(**fields: Any) -> Image:
 
 
 def _duck(**fields: Any) -> SimpleNamespace:
-    values = dict(header=None, height=H, width=W, encoding='bgr8', is_bigendian=0,
-                  step=W * 3, data=bytes(H * W * 3))
+    values: Dict[str, Any] = {
+        'header': None, 'height': H, 'width': W, 'encoding': 'bgr8', 'is_bigendian': 0,
+        'step': W * 3, 'data': bytes(H * W * 3)}
     values.update(fields)
     return SimpleNamespace(**values)
 
 
 def _depth_msg(encoding: str = '16UC1', **fields: Any) -> Image:
     size = 4 if encoding == '32FC1' else 2
-    values = dict(encoding=encoding, step=W * size)
+    values: Dict[str, Any] = {'encoding': encoding, 'step': W * size}
     values.update(fields)
     values.setdefault('data', bytes(values['step'] * values.get('height', H)))
     return _image(**values)
