@@ -1,0 +1,548 @@
+"""
+Check the launch files as Python source, and as launch descriptions when ``launch_ros`` exists.
+
+``launch`` and ``launch_ros`` are not on PyPI, so most checks read each ``launch/*.launch.py``
+with :mod:`ast`: every launch argument is documented, the executables are console scripts of
+this package, the config files they name exist and are installed, and they include exactly the
+launch files of the packages the README names. On a ROS machine (``launch_ros`` importable) the
+descriptions are also built and their actions checked.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import importlib.util
+import json
+import os
+from pathlib import Path
+import tempfile
+from types import ModuleType
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LAUNCH_DIR = REPO / 'launch'
+CONFIG_DIR = REPO / 'config'
+PACKAGE = 'av_privacy_ros'
+FASTDDS_ENV = 'FASTDDS_DEFAULT_PROFILES_FILE'
+
+EXPECTED_INCLUDES: Dict[str, Set[Tuple[str, str]]] = {
+    'anonymizer.launch.py': set(),
+    'realsense_jetson.launch.py': {
+        (PACKAGE, 'anonymizer.launch.py'), ('realsense2_camera', 'rs_launch.py')},
+    'carla_bridge.launch.py': {
+        (PACKAGE, 'anonymizer.launch.py'),
+        ('carla_ros_bridge', 'carla_ros_bridge.launch.py'),
+        ('carla_spawn_objects', 'carla_example_ego_vehicle.launch.py')},
+    'bag_replay.launch.py': {(PACKAGE, 'anonymizer.launch.py')},
+}
+"""Launch file -> (package, launch file) pairs it includes, as the README describes."""
+
+ANONYMIZER_ARGUMENTS = {'params_file', 'namespace', 'image_topic', 'depth_topic', 'use_depth',
+                        'use_sim_time', 'log_level'}
+NODE_TOPICS = {'image', 'depth', 'image_anonymized', 'depth_anonymized', 'mask'}
+
+LAUNCH_FILES = sorted(LAUNCH_DIR.glob('*.launch.py'))
+
+
+# --- reading Python source ----------------------------------------------------------------------
+
+class LaunchSource:
+    """One launch file parsed with ast, with small helpers to read its calls and constants."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = path.name
+        self.text = path.read_text(encoding='utf-8')
+        self.tree = ast.parse(self.text, filename=str(path))
+        self.constants: Dict[str, ast.AST] = {}
+        self.locals: Dict[str, ast.AST] = {}
+        for node in self.tree.body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(
+                    node.targets[0], ast.Name):
+                self.constants[node.targets[0].id] = node.value
+            if isinstance(node, ast.FunctionDef) and node.name == 'generate_launch_description':
+                for statement in ast.walk(node):
+                    if isinstance(statement, ast.Assign) and isinstance(
+                            statement.targets[0], ast.Name):
+                        self.locals[statement.targets[0].id] = statement.value
+
+    def calls(self, name: str, within: Optional[ast.AST] = None) -> List[ast.Call]:
+        """Return every call of a function or class called ``name`` (plain or dotted)."""
+        found = []
+        for node in ast.walk(within or self.tree):
+            if isinstance(node, ast.Call) and _func_name(node) == name:
+                found.append(node)
+        return found
+
+    def static(self, node: Optional[ast.AST]) -> Any:
+        """Return the value of a constant expression (literals, module constants, str +)."""
+        if node is None:
+            return None
+        if isinstance(node, ast.Name) and node.id in self.constants:
+            return self.static(self.constants[node.id])
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            left, right = self.static(node.left), self.static(node.right)
+            if isinstance(left, str) and isinstance(right, str):
+                return left + right
+            return None
+        if isinstance(node, (ast.List, ast.Tuple)):
+            items = [self.static(item) for item in node.elts]
+            return None if any(item is None for item in items) else items
+        try:
+            return ast.literal_eval(node)
+        except ValueError:
+            return None
+
+    def arguments(self) -> Dict[str, ast.Call]:
+        """Return the DeclareLaunchArgument calls by argument name."""
+        declared = {}
+        for call in self.calls('DeclareLaunchArgument'):
+            name = self.static(call.args[0]) if call.args else self.static(_kw(call, 'name'))
+            assert isinstance(name, str), '%s: a launch argument without a constant name' % (
+                self.name)
+            assert name not in declared, '%s declares %s twice' % (self.name, name)
+            declared[name] = call
+        return declared
+
+    def default(self, argument: str, overrides: Optional[Dict[str, str]] = None) -> Any:
+        """Evaluate the default of a launch argument (None when it has none)."""
+        call = self.arguments()[argument]
+        return self.evaluate(_kw(call, 'default_value'), overrides or {})
+
+    def evaluate(self, node: Optional[ast.AST], overrides: Dict[str, str]) -> Any:
+        """
+        Evaluate a substitution expression the way launch would, without launch.
+
+        Supports string constants, lists (concatenated), LaunchConfiguration (the given
+        override or the argument's default), PathJoinSubstitution (os.path.join) and
+        FindPackageShare (``<share:package>``).
+        """
+        if node is None:
+            return None
+        if isinstance(node, ast.Name) and node.id in self.locals:
+            return self.evaluate(self.locals[node.id], overrides)
+        if isinstance(node, ast.BoolOp):  # e.g. os.environ.get(...) or <default>
+            return self.evaluate(node.values[-1], overrides)
+        if isinstance(node, ast.Call):
+            name = _func_name(node)
+            if name == 'LaunchConfiguration':
+                key = self.static(node.args[0])
+                if key in overrides:
+                    return overrides[key]
+                return self.default(key, overrides)
+            if name == 'PathJoinSubstitution':
+                parts = [self.evaluate(item, overrides) for item in node.args[0].elts]
+                return os.path.join(*parts)
+            if name == 'FindPackageShare':
+                return '<share:%s>' % self.static(node.args[0])
+            raise AssertionError('%s: cannot evaluate %s' % (self.name, ast.dump(node)))
+        if isinstance(node, ast.List):
+            return ''.join(self.evaluate(item, overrides) for item in node.elts)
+        value = self.static(node)
+        assert value is not None, '%s: cannot evaluate %s' % (self.name, ast.dump(node))
+        return value
+
+    def includes(self) -> List[Tuple[Tuple[str, str], ast.Call]]:
+        """Return ((package, launch file), call) for every IncludeLaunchDescription."""
+        found = []
+        for call in self.calls('IncludeLaunchDescription'):
+            packages = [self.static(c.args[0])
+                        for c in self.calls('FindPackageShare', call.args[0])]
+            files = [c.value for c in ast.walk(call.args[0]) if isinstance(c, ast.Constant)
+                     and isinstance(c.value, str) and c.value.endswith('.py')]
+            assert len(packages) == 1 and len(files) == 1, (
+                '%s: include at line %d must name one package (FindPackageShare) and one launch '
+                'file' % (self.name, call.lineno))
+            found.append(((packages[0], files[0]), call))
+        return found
+
+    def include_arguments(self, call: ast.Call) -> Dict[str, ast.AST]:
+        """Return the launch_arguments={...}.items() of an include, by name."""
+        value = _kw(call, 'launch_arguments')
+        assert (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)
+                and isinstance(value.func.value, ast.Dict)), (
+            '%s: launch_arguments must be {...}.items()' % self.name)
+        mapping = value.func.value
+        return {self.static(k): v for k, v in zip(mapping.keys, mapping.values)}
+
+
+def _func_name(call: ast.Call) -> Optional[str]:
+    if isinstance(call.func, ast.Name):
+        return call.func.id
+    if isinstance(call.func, ast.Attribute):
+        return call.func.attr
+    return None
+
+
+def _kw(call: ast.Call, name: str) -> Optional[ast.AST]:
+    for keyword in call.keywords:
+        if keyword.arg == name:
+            return keyword.value
+    return None
+
+
+def _source(name: str) -> LaunchSource:
+    return LaunchSource(LAUNCH_DIR / name)
+
+
+def _setup_tree() -> ast.AST:
+    return ast.parse((REPO / 'setup.py').read_text(encoding='utf-8'))
+
+
+def console_scripts() -> Set[str]:
+    """Return the console script names setup.py installs."""
+    for node in ast.walk(_setup_tree()):
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values):
+                if isinstance(key, ast.Constant) and key.value == 'console_scripts':
+                    return {entry.split('=')[0].strip() for entry in ast.literal_eval(value)}
+    raise AssertionError('setup.py has no console_scripts')
+
+
+def installed_globs() -> List[str]:
+    """Return the glob patterns of setup.py's data_files."""
+    return [ast.literal_eval(node.args[0]) for node in ast.walk(_setup_tree())
+            if isinstance(node, ast.Call) and _func_name(node) == 'glob']
+
+
+def _is_installed(relative: str) -> bool:
+    return any(fnmatch.fnmatch(relative, pattern) for pattern in installed_globs())
+
+
+def _launch_ids(paths: List[Path]) -> Iterator[str]:
+    return (path.name for path in paths)
+
+
+# --- structural tests (no ROS needed) ------------------------------------------------------------
+
+def test_the_documented_launch_files_exist_and_are_installed() -> None:
+    """Each launch file the README names is present and installed by setup.py."""
+    names = {path.name for path in LAUNCH_FILES}
+    assert set(EXPECTED_INCLUDES) <= names
+    for name in names:
+        assert _is_installed('launch/' + name), '%s is not installed by setup.py' % name
+
+
+@pytest.mark.parametrize('path', LAUNCH_FILES, ids=list(_launch_ids(LAUNCH_FILES)))
+def test_every_launch_argument_has_a_description(path: Path) -> None:
+    """ros2 launch --show-args explains every argument in a sentence."""
+    source = LaunchSource(path)
+    declared = source.arguments()
+    assert declared, '%s declares no launch argument' % path.name
+    for name, call in declared.items():
+        description = source.static(_kw(call, 'description'))
+        assert isinstance(description, str) and len(description) >= 15, (
+            '%s: launch argument %s has no description' % (path.name, name))
+        assert description.rstrip().endswith('.'), (
+            '%s: the description of %s is not a sentence' % (path.name, name))
+
+
+@pytest.mark.parametrize('path', LAUNCH_FILES, ids=list(_launch_ids(LAUNCH_FILES)))
+def test_argument_defaults_are_among_their_choices(path: Path) -> None:
+    """A launch argument with choices defaults to one of them."""
+    source = LaunchSource(path)
+    for name, call in source.arguments().items():
+        choices = source.static(_kw(call, 'choices'))
+        if choices is None:
+            continue
+        assert source.default(name) in choices, (path.name, name)
+
+
+@pytest.mark.parametrize('path', LAUNCH_FILES, ids=list(_launch_ids(LAUNCH_FILES)))
+def test_every_launch_configuration_is_declared(path: Path) -> None:
+    """A LaunchConfiguration with a misspelt name would silently resolve to nothing."""
+    source = LaunchSource(path)
+    declared = set(source.arguments())
+    for call in source.calls('LaunchConfiguration'):
+        name = source.static(call.args[0])
+        if name is not None:
+            assert name in declared, '%s: LaunchConfiguration(%r) at line %d is not declared' % (
+                path.name, name, call.lineno)
+
+
+@pytest.mark.parametrize('path', LAUNCH_FILES, ids=list(_launch_ids(LAUNCH_FILES)))
+def test_nodes_run_console_scripts_of_this_package(path: Path) -> None:
+    """Every Node runs an executable that setup.py installs; only the generic file starts it."""
+    source = LaunchSource(path)
+    scripts = console_scripts()
+    for call in source.calls('Node'):
+        assert source.static(_kw(call, 'package')) == PACKAGE
+        executable = source.static(_kw(call, 'executable'))
+        assert executable in scripts, '%s: %s is not a console script' % (path.name, executable)
+    if path.name != 'anonymizer.launch.py':
+        assert not source.calls('Node'), (
+            '%s starts a node itself instead of including anonymizer.launch.py' % path.name)
+
+
+@pytest.mark.parametrize('path', LAUNCH_FILES, ids=list(_launch_ids(LAUNCH_FILES)))
+def test_referenced_config_files_exist_and_are_installed(path: Path) -> None:
+    """Every config file a launch file names is in config/ and installed by setup.py."""
+    source = LaunchSource(path)
+    referenced = set()
+    for call in source.calls('PathJoinSubstitution'):
+        parts = [source.static(item) for item in call.args[0].elts]
+        if 'config' in parts:
+            referenced.add(parts[parts.index('config') + 1])
+    assert referenced, '%s names no config file' % path.name
+    for name in referenced:
+        assert (CONFIG_DIR / name).is_file(), '%s: config/%s does not exist' % (path.name, name)
+        assert _is_installed('config/' + name), 'config/%s is not installed' % name
+
+
+@pytest.mark.parametrize('name', sorted(EXPECTED_INCLUDES))
+def test_includes_are_the_documented_launch_files(name: str) -> None:
+    """Each launch file includes exactly the packages and launch files the README names."""
+    source = _source(name)
+    assert {pair for pair, _ in source.includes()} == EXPECTED_INCLUDES[name]
+
+
+@pytest.mark.parametrize('name', sorted(set(EXPECTED_INCLUDES) - {'anonymizer.launch.py'}))
+def test_arguments_given_to_the_generic_launch_file_exist_there(name: str) -> None:
+    """A misspelt argument passed to anonymizer.launch.py would be ignored without a word."""
+    generic = set(_source('anonymizer.launch.py').arguments())
+    source = _source(name)
+    own = [call for pair, call in source.includes() if pair == (PACKAGE, 'anonymizer.launch.py')]
+    assert len(own) == 1
+    passed = source.include_arguments(own[0])
+    assert set(passed) <= generic, set(passed) - generic
+    assert {'params_file', 'image_topic', 'depth_topic', 'use_sim_time'} <= set(passed)
+
+
+def test_generic_launch_file_arguments_node_and_remappings() -> None:
+    """anonymizer.launch.py has the documented arguments and remaps every topic of the node."""
+    source = _source('anonymizer.launch.py')
+    declared = source.arguments()
+    assert ANONYMIZER_ARGUMENTS <= set(declared)
+    assert source.default('params_file') == os.path.join(
+        '<share:%s>' % PACKAGE, 'config', 'anonymizer.yaml')
+    assert source.static(_kw(declared['log_level'], 'choices')) == [
+        'debug', 'info', 'warn', 'error', 'fatal']
+    for flag in ('use_depth', 'use_sim_time'):
+        assert source.static(_kw(declared[flag], 'choices')) == ['true', 'false']
+    nodes = source.calls('Node')
+    assert len(nodes) == 1
+    node = nodes[0]
+    assert source.static(_kw(node, 'name')) == 'anonymizer'
+    assert source.static(_kw(node, 'executable')) == 'anonymizer_node'
+    remaps = _kw(node, 'remappings')
+    assert isinstance(remaps, ast.List)
+    remapped = {source.static(pair.elts[0]): pair.elts[1] for pair in remaps.elts}
+    assert set(remapped) == NODE_TOPICS
+    assert source.evaluate(remapped['image'], {'image_topic': '/cam/rgb'}) == '/cam/rgb'
+    assert source.evaluate(remapped['depth'], {'depth_topic': '/cam/d'}) == '/cam/d'
+
+
+def test_generic_launch_file_exports_the_large_frame_profile_unless_set() -> None:
+    """FASTDDS_DEFAULT_PROFILES_FILE is the package profile, or kept when the user set it."""
+    source = _source('anonymizer.launch.py')
+    setters = source.calls('SetEnvironmentVariable')
+    assert len(setters) == 1
+    assert source.static(setters[0].args[0]) == FASTDDS_ENV
+    value = setters[0].args[1]
+    assert source.evaluate(value, {}) == os.path.join(
+        '<share:%s>' % PACKAGE, 'config', 'fastdds_large_frames.xml')
+    # The default honours a profile the user already exported.
+    reads = [call for call in source.calls('get') if isinstance(call.func, ast.Attribute)
+             and isinstance(call.func.value, ast.Attribute) and call.func.value.attr == 'environ']
+    assert reads and source.static(reads[0].args[0]) == FASTDDS_ENV
+    # It is set before the node starts.
+    body = source.text
+    assert body.index('SetEnvironmentVariable(FASTDDS') < body.index('        node,\n')
+
+
+def test_realsense_launch_file_starts_the_driver_as_documented() -> None:
+    """Aligned, synchronized 640x480x30 streams under both profile spellings; optional driver."""
+    source = _source('realsense_jetson.launch.py')
+    (driver,) = [call for pair, call in source.includes() if pair[0] == 'realsense2_camera']
+    passed = source.include_arguments(driver)
+    values = {name: source.evaluate(node, {}) for name, node in passed.items()}
+    assert values['align_depth.enable'] == 'true'
+    assert values['enable_sync'] == 'true'
+    for name in ('rgb_camera.color_profile', 'depth_module.depth_profile',  # 4.55 and newer
+                 'rgb_camera.profile', 'depth_module.profile'):  # 4.54 and older
+        assert values[name] == '640,480,30', name
+    assert values['camera_namespace'] == 'camera' and values['camera_name'] == 'camera'
+    condition = _kw(driver, 'condition')
+    assert isinstance(condition, ast.Call) and _func_name(condition) == 'IfCondition'
+    assert source.evaluate(condition.args[0], {}) == 'true'
+    assert source.evaluate(condition.args[0], {'launch_camera': 'false'}) == 'false'
+    assert source.static(_kw(source.arguments()['launch_camera'], 'choices')) == ['true', 'false']
+
+
+def test_realsense_topics_follow_namespace_and_name() -> None:
+    """The anonymizer reads the driver's colour and aligned depth topics, for any driver naming."""
+    source = _source('realsense_jetson.launch.py')
+    assert source.default('image_topic') == '/camera/camera/color/image_raw'
+    assert source.default('depth_topic') == '/camera/camera/aligned_depth_to_color/image_raw'
+    old_driver = {'camera_namespace': ''}  # realsense-ros up to 4.54: /<camera_name>/...
+    assert source.default('image_topic', old_driver) == '/camera/color/image_raw'
+    assert source.default('depth_topic', {'camera_namespace': 'front', 'camera_name': 'd435'}) == (
+        '/front/d435/aligned_depth_to_color/image_raw')
+    assert source.default('params_file').endswith('realsense_jetson.yaml')
+    (own,) = [call for pair, call in source.includes() if pair[0] == PACKAGE]
+    assert source.evaluate(source.include_arguments(own)['use_sim_time'], {}) == 'false'
+
+
+def test_carla_launch_file_topics_objects_and_sim_time() -> None:
+    """CARLA: role-name topics, the paired-camera objects file, sim time, optional bridge."""
+    source = _source('carla_bridge.launch.py')
+    assert source.default('role_name') == 'ego_vehicle'
+    assert source.default('image_topic') == '/carla/ego_vehicle/rgb_front/image'
+    assert source.default('depth_topic', {'role_name': 'hero'}) == '/carla/hero/depth_front/image'
+    assert source.default('objects_definition_file').endswith('carla_objects.json')
+    assert source.default('params_file').endswith('carla.yaml')
+    includes = dict(source.includes())
+    own = source.include_arguments(includes[(PACKAGE, 'anonymizer.launch.py')])
+    assert source.evaluate(own['use_sim_time'], {}) == 'true'
+    bridge = includes[('carla_ros_bridge', 'carla_ros_bridge.launch.py')]
+    assert _func_name(_kw(bridge, 'condition')) == 'IfCondition'
+    spawn = source.include_arguments(
+        includes[('carla_spawn_objects', 'carla_example_ego_vehicle.launch.py')])
+    assert {'objects_definition_file', 'role_name'} <= set(spawn)
+    opaque = source.calls('OpaqueFunction')
+    assert len(opaque) == 1 and _func_name(_kw(opaque[0], 'condition')) == 'IfCondition'
+    # The vehicle id in the objects file is the default role name.
+    objects = json.loads((CONFIG_DIR / 'carla_objects.json').read_text(encoding='utf-8'))
+    ids = [obj['id'] for obj in objects['objects'] if obj['type'].startswith('vehicle.')]
+    assert ids == [source.default('role_name')]
+    # One camera frame per simulation tick.
+    (vehicle,) = [obj for obj in objects['objects'] if obj['type'].startswith('vehicle.')]
+    ticks = {sensor.get('sensor_tick') for sensor in vehicle['sensors']
+             if sensor['id'] in ('rgb_front', 'depth_front')}
+    assert ticks == {float(source.default('fixed_delta_seconds'))}
+
+
+def _module_function(source: LaunchSource, name: str) -> Callable[..., Any]:
+    """Compile one module-level function of a launch file on its own (it needs no launch)."""
+    (function,) = [node for node in source.tree.body
+                   if isinstance(node, ast.FunctionDef) and node.name == name]
+    module = ast.Module(body=[function], type_ignores=[])
+    namespace: Dict[str, Any] = {'json': json, 'os': os, 'tempfile': tempfile,
+                                 'Any': Any, 'Dict': Dict, 'List': List}
+    exec(compile(module, str(source.path), 'exec'), namespace)
+    return namespace[name]
+
+
+def test_carla_objects_file_follows_role_name_and_spawn_point(tmp_path: Path) -> None:
+    """A custom role_name or spawn_point gets a copy of the objects file; the default does not."""
+    objects_file_for = _module_function(_source('carla_bridge.launch.py'), 'objects_file_for')
+    shipped = str(CONFIG_DIR / 'carla_objects.json')
+    assert objects_file_for(shipped, 'ego_vehicle', '') == shipped
+
+    copy = objects_file_for(shipped, 'hero', '10,-2.5,0.5,0,0,90')
+    try:
+        document = json.loads(Path(copy).read_text(encoding='utf-8'))
+    finally:
+        os.remove(copy)
+    (vehicle,) = [obj for obj in document['objects'] if obj['type'].startswith('vehicle.')]
+    assert vehicle['id'] == 'hero'
+    assert vehicle['spawn_point'] == {'x': 10.0, 'y': -2.5, 'z': 0.5, 'roll': 0.0,
+                                      'pitch': 0.0, 'yaw': 90.0}
+    assert [s['id'] for s in vehicle['sensors']][:2] == ['rgb_front', 'depth_front']
+
+    with pytest.raises(RuntimeError, match='six numbers'):
+        objects_file_for(shipped, 'ego_vehicle', '1,2,3')
+    two = tmp_path / 'two.json'
+    two.write_text(json.dumps({'objects': [{'type': 'vehicle.a', 'id': 'a'},
+                                           {'type': 'vehicle.b', 'id': 'b'}]}))
+    with pytest.raises(RuntimeError, match='exactly one vehicle'):
+        objects_file_for(str(two), 'a', '')
+    with pytest.raises(RuntimeError, match='Cannot read'):
+        objects_file_for(str(tmp_path / 'missing.json'), 'a', '')
+
+
+def test_bag_replay_records_anonymized_outputs_only() -> None:
+    """record:=true writes the anonymized image, depth and mask, never an input topic."""
+    source = _source('bag_replay.launch.py')
+    declared = source.arguments()
+    assert {'bag', 'rate', 'loop', 'record', 'output_bag'} <= set(declared)
+    assert _kw(declared['bag'], 'default_value') is None, 'bag is a required argument'
+    for flag in ('loop', 'record'):
+        assert source.default(flag) == 'false'
+    recorded = source.static(source.constants['RECORDED_TOPIC_ARGUMENTS'])
+    assert set(recorded) == {'image_anonymized_topic', 'depth_anonymized_topic', 'mask_topic'}
+    inputs = {source.default('image_topic'), source.default('depth_topic')}
+    for argument in recorded:
+        assert argument in declared
+        assert source.default(argument) not in inputs
+    (own,) = [call for pair, call in source.includes() if pair[0] == PACKAGE]
+    passed = source.include_arguments(own)
+    assert source.evaluate(passed['use_sim_time'], {}) == 'true'
+    for argument in recorded:  # the node publishes where the recorder listens
+        assert source.evaluate(passed[argument], {}) == source.default(argument)
+    commands = [node for node in ast.walk(source.tree) if isinstance(node, ast.List)
+                and [source.static(e) for e in node.elts[:3]] in (
+                    ['ros2', 'bag', 'play'], ['ros2', 'bag', 'record'])]
+    texts = [[source.static(e) for e in node.elts] for node in commands]
+    assert any(t[2] == 'play' and '--clock' in t for t in texts)
+    assert any(t[2] == 'record' and '--use-sim-time' in t for t in texts)
+
+
+# --- launch descriptions (needs launch and launch_ros: a ROS machine) ---------------------------
+
+def _launch_module(name: str) -> ModuleType:
+    pytest.importorskip('launch_ros', reason='launch_ros is not on PyPI; these checks run on a '
+                                             'machine with ROS 2 (Humble or newer) sourced')
+    path = LAUNCH_DIR / name
+    spec = importlib.util.spec_from_file_location(name.replace('.', '_'), str(path))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize('name', sorted(EXPECTED_INCLUDES))
+def test_launch_descriptions_build_with_documented_arguments(name: str) -> None:
+    """generate_launch_description() builds and declares the arguments the source declares."""
+    module = _launch_module(name)
+    from launch.actions import DeclareLaunchArgument
+    description = module.generate_launch_description()
+    declared = {entity.name: entity for entity in description.entities
+                if isinstance(entity, DeclareLaunchArgument)}
+    assert set(declared) == set(_source(name).arguments())
+    for argument in declared.values():
+        assert argument.description and argument.description != 'no description given'
+
+
+def test_generic_launch_description_actions() -> None:
+    """The generic description sets the Fast DDS profile before it starts the anonymizer node."""
+    module = _launch_module('anonymizer.launch.py')
+    from launch.actions import SetEnvironmentVariable
+    from launch_ros.actions import Node
+    entities = module.generate_launch_description().entities
+    kinds = [type(entity) for entity in entities]
+    assert SetEnvironmentVariable in kinds and Node in kinds
+    assert kinds.index(SetEnvironmentVariable) < kinds.index(Node)
+
+
+def test_bag_replay_processes(tmp_path: Path) -> None:
+    """The replay function builds a recorder of the anonymized topics and a delayed player."""
+    module = _launch_module('bag_replay.launch.py')
+    from launch import LaunchContext
+    from launch.actions import ExecuteProcess, TimerAction
+    bag = tmp_path / 'drive'
+    bag.mkdir()
+    context = LaunchContext()
+    context.launch_configurations.update({
+        'bag': str(bag), 'rate': '0.5', 'loop': 'true', 'start_delay': '1.0', 'record': 'true',
+        'output_bag': '', 'use_depth': 'false',
+        'image_anonymized_topic': '/anon/image', 'depth_anonymized_topic': '/anon/depth',
+        'mask_topic': '/anon/mask'})
+    actions = module.replay_and_record(context)
+
+    def command(process: Any) -> List[str]:
+        return [''.join(s.perform(context) for s in part) for part in process.cmd]
+
+    (recorder,) = [a for a in actions if isinstance(a, ExecuteProcess)]
+    assert command(recorder) == ['ros2', 'bag', 'record', '--use-sim-time', '-o',
+                                 str(bag) + '_anonymized', '/anon/image', '/anon/mask']
+    (timer,) = [a for a in actions if isinstance(a, TimerAction)]
+    ((_, (player,)),) = timer.describe_conditional_sub_entities()
+    assert command(player) == ['ros2', 'bag', 'play', str(bag), '--rate', '0.5', '--clock',
+                               '--loop']
+    context.launch_configurations['bag'] = str(tmp_path / 'missing')
+    with pytest.raises(RuntimeError, match='not an existing rosbag2'):
+        module.replay_and_record(context)
