@@ -3,6 +3,11 @@ AVPrivacyMasker: the seed project's API over detection, masks and anonymization.
 
 Fail-closed: when detection or anonymization raises, the returned image is anonymized over its
 whole area and the result says so; the caller never gets the original pixels back.
+
+One masker instance represents one camera stream: it holds faces the detector misses for a few
+frames (tracking.FaceTracker) and keeps each face's mosaic noise fixed while the face is
+tracked. Call :meth:`AVPrivacyMasker.reset_tracking` before unrelated images or another stream
+(a change of frame size resets it on its own), or set ``hold_frames=0``.
 """
 
 from __future__ import annotations
@@ -17,19 +22,29 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
-from .anonymize import anonymize_depth, fast_pixelate, whole_frame_block
-from .checks import check_bgr, check_depth
+from .anonymize import (anchored_grid, anonymize_depth, DEFAULT_CELLS_ACROSS,
+                        DEFAULT_DP_PIXELS, DEFAULT_EPSILON, FaceGrid, fast_pixelate, NOISE_MODES,
+                        NoiseTables, private_pixelate, whole_frame_block)
+from .checks import check_bgr, check_boxes, check_depth
 from .detection import create_detector, Detections, device_providers, FaceDetector
 from .masks import build_depth_mask, build_mask_from_boxes, face_regions
+from .tracking import (DEFAULT_GROW_PX_PER_FRAME, DEFAULT_HOLD_FRAMES, face_depths,
+                       FaceTracker, grow_px_from_speed, TrackedFace)
 
 LOGGER = logging.getLogger('av_privacy_ros.masker')
 
-STAGES = ('detect', 'mask', 'anonymize', 'depth', 'total')
+STAGES = ('detect', 'track', 'mask', 'anonymize', 'depth', 'total')
 
 
 @dataclass
 class FrameResult:
-    """One processed frame: anonymized image/depth, mask, faces, stage times in seconds."""
+    """
+    One processed frame: anonymized image/depth, mask, faces, stage times in seconds.
+
+    ``detections`` (and ``boxes``) are this frame's raw detections; ``tracks`` are the faces
+    that were masked (detected ones and ones held after a missed detection) with their track
+    ids, and ``mask_boxes`` their boxes.
+    """
 
     image: np.ndarray
     depth: Optional[np.ndarray]
@@ -38,11 +53,36 @@ class FrameResult:
     times: Dict[str, float] = field(default_factory=dict)
     failed_closed: bool = False
     error: Optional[str] = None
+    tracks: List[TrackedFace] = field(default_factory=list)
+    mask_boxes: Optional[np.ndarray] = None
+
+    def __post_init__(self) -> None:
+        """Fill ``mask_boxes`` from the tracks (from the detections when there are none)."""
+        if self.mask_boxes is None:
+            if self.tracks:
+                self.mask_boxes = np.stack([t.box for t in self.tracks]).astype(np.float32)
+            else:
+                self.mask_boxes = self.detections.boxes.copy()
 
     @property
     def boxes(self) -> np.ndarray:
-        """Return the N×4 float32 face boxes that were masked."""
+        """Return the N×4 float32 boxes detected in this frame (see mask_boxes, tracks)."""
         return self.detections.boxes
+
+    @property
+    def held_count(self) -> int:
+        """Return how many masked faces were held rather than detected in this frame."""
+        return sum(1 for track in self.tracks if track.source == 'held')
+
+
+def _is_int(value: Any) -> bool:
+    """Return True for integers (and floats without a fraction), not for booleans."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    try:
+        return float(value) == int(value)
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 class AVPrivacyMasker:
@@ -58,13 +98,27 @@ class AVPrivacyMasker:
                  depth_near_margin: float = 0.4, depth_far_margin: float = 0.4,
                  trt_fp16: bool = True, trt_cache_dir: Optional[str] = None,
                  allow_download: bool = False,
-                 detector: Optional[FaceDetector] = None) -> None:
+                 detector: Optional[FaceDetector] = None,
+                 hold_frames: int = DEFAULT_HOLD_FRAMES,
+                 grow_px_per_frame: float = DEFAULT_GROW_PX_PER_FRAME,
+                 cells_across: int = DEFAULT_CELLS_ACROSS, epsilon: float = DEFAULT_EPSILON,
+                 dp_pixels: int = DEFAULT_DP_PIXELS, walking_speed: float = 0.0,
+                 frame_rate: float = 30.0, focal_px: float = 0.0) -> None:
         """
         Create the detector (or use the injected ``detector``) and set the parameters.
 
         ``det_size`` is the detector input (width, height); None follows the frame's aspect
         (640×480 for VGA). The seed's ``(640, 640)`` is still accepted. ``providers`` (short
         names tensorrt/cuda/cpu) overrides the preference derived from ``device``.
+
+        Temporal hold: a face the detector misses stays masked for ``hold_frames`` frames, its
+        box growing by ``grow_px_per_frame`` pixels per frame on every side; with
+        ``walking_speed`` (m/s) > 0, ``focal_px`` > 0 and a depth image, a face at depth d grows
+        by at least ``walking_speed / frame_rate · focal_px / d``. Private mosaic: cells are at
+        least ``anon_block`` pixels and large enough that a face shows at most
+        ``cells_across`` cells across (0: fixed ``anon_block`` cells); the grid follows each
+        tracked face and its noise stays fixed while the face is tracked. ``noise_mode``
+        ``'laplace'`` uses Laplace noise calibrated by ``epsilon`` and ``dp_pixels``.
         """
         self.verbose = verbose
         self.warnings: List[str] = []
@@ -79,11 +133,18 @@ class AVPrivacyMasker:
         self.detector = detector
         self.rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
+        self._track_lock = threading.Lock()
+        self.tracker = FaceTracker(rng=self.rng)
+        self.noise_tables = NoiseTables()
+        self._stream_shape: Optional[Tuple[int, int]] = None
         self.ready = False
         self.configure(conf_thresh=conf_thresh, anon_block=anon_block, anon_noise=anon_noise,
                        dilate_kernel=dilate_kernel, enable_depth_anon=enable_depth_anon,
                        noise_mode=noise_mode, depth_noise_std=depth_noise_std,
-                       depth_near_margin=depth_near_margin, depth_far_margin=depth_far_margin)
+                       depth_near_margin=depth_near_margin, depth_far_margin=depth_far_margin,
+                       hold_frames=hold_frames, grow_px_per_frame=grow_px_per_frame,
+                       cells_across=cells_across, epsilon=epsilon, dp_pixels=dp_pixels,
+                       walking_speed=walking_speed, frame_rate=frame_rate, focal_px=focal_px)
         if verbose:
             LOGGER.info('detector %s on %s', self.backend, self.provider)
 
@@ -96,10 +157,18 @@ class AVPrivacyMasker:
             'anon_noise': lambda v: 0 <= int(v) <= 255,
             'dilate_kernel': lambda v: int(v) >= 0,
             'enable_depth_anon': lambda v: isinstance(v, (bool, np.bool_)),
-            'noise_mode': lambda v: v in ('cell', 'pixel'),
+            'noise_mode': lambda v: v in NOISE_MODES,
             'depth_noise_std': lambda v: float(v) >= 0.0,
             'depth_near_margin': lambda v: float(v) >= 0.0,
             'depth_far_margin': lambda v: float(v) >= 0.0,
+            'hold_frames': lambda v: _is_int(v) and int(v) >= 0,
+            'grow_px_per_frame': lambda v: 0.0 <= float(v) < 1e6,
+            'cells_across': lambda v: _is_int(v) and int(v) >= 0,
+            'epsilon': lambda v: 0.0 < float(v) < float('inf'),
+            'dp_pixels': lambda v: _is_int(v) and int(v) >= 1,
+            'walking_speed': lambda v: 0.0 <= float(v) < 1e3,
+            'frame_rate': lambda v: 0.0 < float(v) < 1e6,
+            'focal_px': lambda v: 0.0 <= float(v) < 1e7,
         }
         for name, value in settings.items():
             check = checks.get(name)
@@ -107,9 +176,27 @@ class AVPrivacyMasker:
                 raise ValueError('unknown setting %r' % name)
             if not check(value):
                 raise ValueError('invalid value %r for %s' % (value, name))
+        tracker_keys = ('hold_frames', 'grow_px_per_frame', 'cells_across')
+        tracker_settings = {key: settings[key] for key in tracker_keys if key in settings}
+        if 'anon_block' in settings:
+            tracker_settings['block'] = int(settings['anon_block'])
         with self._lock:
             for name, value in settings.items():
                 setattr(self, name, value)
+            if tracker_settings:
+                with self._track_lock:
+                    self.tracker.configure(**tracker_settings)
+
+    def reset_tracking(self) -> None:
+        """
+        Forget every tracked face (and its mosaic noise) before unrelated images or a new stream.
+
+        A masker instance represents one stream: without a reset, faces of the previous frame
+        that are not detected again stay masked for ``hold_frames`` frames.
+        """
+        with self._track_lock:
+            self.tracker.reset()
+            self.noise_tables.clear()
 
     @property
     def backend(self) -> str:
@@ -146,9 +233,17 @@ class AVPrivacyMasker:
 
     def fast_pixelate(self, bgr: np.ndarray, mask: np.ndarray,
                       regions: Optional[np.ndarray] = None) -> np.ndarray:
-        """Return ``bgr`` with the masked pixels replaced by a noisy mosaic."""
+        """Return ``bgr`` with the masked pixels replaced by a noisy mosaic (image grid)."""
         return fast_pixelate(bgr, mask, int(self.anon_block), int(self.anon_noise), self.rng,
-                             str(self.noise_mode), regions)
+                             str(self.noise_mode), regions, float(self.epsilon),
+                             int(self.dp_pixels))
+
+    def private_pixelate(self, bgr: np.ndarray, mask: np.ndarray, grids: List[FaceGrid],
+                         regions: np.ndarray) -> np.ndarray:
+        """Return ``bgr`` with each face's masked pixels replaced by its tracked private mosaic."""
+        return private_pixelate(bgr, mask, grids, regions, int(self.anon_noise),
+                                str(self.noise_mode), float(self.epsilon), int(self.dp_pixels),
+                                self.rng, self.noise_tables)
 
     def warmup(self, width: int = 640, height: int = 480) -> float:
         """
@@ -183,15 +278,19 @@ class AVPrivacyMasker:
         try:
             detections = self.detector.detect(bgr, float(self.conf_thresh))
             t_detect = time.perf_counter()
+            tracks = self._track(detections, bgr.shape[:2], depth)
+            mask_boxes = (np.stack([t.box for t in tracks]).astype(np.float32) if tracks
+                          else np.zeros((0, 4), np.float32))
+            t_track = time.perf_counter()
             if use_depth_for_mask and depth is not None:
-                mask = self.build_mask_numpy(depth, detections.boxes, pad_ratio, oval_boxes)
+                mask = self.build_mask_numpy(depth, mask_boxes, pad_ratio, oval_boxes)
             else:
-                mask = self.build_mask_from_boxes(bgr.shape[:2], detections.boxes, pad_ratio,
+                mask = self.build_mask_from_boxes(bgr.shape[:2], mask_boxes, pad_ratio,
                                                   oval_boxes)
-            regions = face_regions(detections.boxes, pad_ratio, int(self.dilate_kernel),
+            regions = face_regions(mask_boxes, pad_ratio, int(self.dilate_kernel),
                                    bgr.shape[:2])
             t_mask = time.perf_counter()
-            image = self.fast_pixelate(bgr, mask, regions)
+            image = self.private_pixelate(bgr, mask, [t.grid for t in tracks], regions)
             t_anon = time.perf_counter()
             depth_out = depth
             if depth is not None:
@@ -204,9 +303,74 @@ class AVPrivacyMasker:
                                                 % (type(exc).__name__, exc))
             result.times['total'] = time.perf_counter() - start
             return result
-        times.update(detect=t_detect - start, mask=t_mask - t_detect, anonymize=t_anon - t_mask,
-                     depth=t_depth - t_anon, total=t_depth - start)
-        return FrameResult(image, depth_out, mask, detections, times)
+        times.update(detect=t_detect - start, track=t_track - t_detect, mask=t_mask - t_track,
+                     anonymize=t_anon - t_mask, depth=t_depth - t_anon, total=t_depth - start)
+        return FrameResult(image, depth_out, mask, detections, times, tracks=tracks,
+                           mask_boxes=mask_boxes)
+
+    def _track(self, detections: Detections, shape_hw: Tuple[int, int],
+               depth: Optional[np.ndarray]) -> List[TrackedFace]:
+        """Update the tracker with this frame's detections; return the faces to mask."""
+        grow = None
+        if (depth is not None and len(detections) and float(self.walking_speed) > 0
+                and float(self.focal_px) > 0):
+            grow = grow_px_from_speed(float(self.walking_speed), float(self.frame_rate),
+                                      float(self.focal_px), face_depths(depth, detections.boxes))
+        with self._track_lock:
+            if self._stream_shape != tuple(shape_hw):
+                self.tracker.reset()
+                self.noise_tables.clear()
+                self._stream_shape = (int(shape_hw[0]), int(shape_hw[1]))
+            faces = self.tracker.update(detections.boxes, detections.scores, grow).faces
+            self.noise_tables.prune([face.grid.seed for face in faces])
+        return faces
+
+    def mask_extra_boxes(self, bgr: np.ndarray, result: FrameResult, extra_boxes: np.ndarray,
+                         depth: Optional[np.ndarray] = None, pad_ratio: float = 0.25,
+                         oval_boxes: bool = True) -> FrameResult:
+        """
+        Return ``result`` with ``extra_boxes`` masked too (e.g. an offline backward pass).
+
+        ``bgr`` and ``depth`` are the frame's original images. The faces already masked keep
+        their mask, grid and noise; each extra box gets a face-relative grid (noise fixed for
+        this frame only) and appears in ``tracks`` with id 0 and source ``'backward'``. The
+        depth, when given and depth noise is on, is anonymized again under the new mask. A
+        failed-closed result is returned as it is; an error yields the whole frame anonymized.
+        """
+        check_bgr(bgr)
+        extra = check_boxes(extra_boxes)
+        if result.failed_closed or len(extra) == 0:
+            return result
+        try:
+            shape = bgr.shape[:2]
+            block, cells_across = int(self.anon_block), int(self.cells_across)
+            added = [TrackedFace(0, box.copy(), 'backward', 0.0, 0,
+                                 anchored_grid(box, block, cells_across,
+                                               int(self.rng.integers(0, 1 << 32,
+                                                                     dtype=np.uint64))))
+                     for box in extra]
+            tracks = list(result.tracks) + added
+            boxes = np.concatenate([np.asarray(result.mask_boxes, np.float32).reshape(-1, 4),
+                                    extra])
+            grids = [t.grid for t in result.tracks]
+            if len(grids) != len(boxes) - len(extra):  # a result without tracks
+                grids = [anchored_grid(box, block, cells_across)
+                         for box in boxes[:len(boxes) - len(extra)]]
+            grids += [t.grid for t in added]
+            mask = result.mask | self.build_mask_from_boxes(shape, extra, pad_ratio, oval_boxes)
+            regions = face_regions(boxes, pad_ratio, int(self.dilate_kernel), shape)
+            image = self.private_pixelate(bgr, mask, grids, regions)
+            depth_out = result.depth
+            if depth is not None:
+                depth = check_depth(depth, shape)
+                depth_out = (anonymize_depth(depth, mask, float(self.depth_noise_std), self.rng)
+                             if self.enable_depth_anon else depth.copy())
+        except Exception as exc:  # noqa: BLE001 - fail closed on any error
+            LOGGER.error('frame failed closed: %s', exc)
+            return self.anonymize_whole_frame(bgr, depth, error='%s: %s'
+                                              % (type(exc).__name__, exc))
+        return FrameResult(image, depth_out, mask, result.detections, dict(result.times),
+                           tracks=tracks, mask_boxes=boxes)
 
     def anonymize_whole_frame(self, bgr: np.ndarray, depth: Optional[np.ndarray] = None,
                               error: Optional[str] = None) -> FrameResult:

@@ -75,12 +75,14 @@ def face_regions(boxes: np.ndarray, pad_ratio: float, dilate_kernel: int,
     """
     height, width = int(shape_hw[0]), int(shape_hw[1])
     padded = pad_boxes(boxes, pad_ratio, (height, width))
-    reach = int(dilate_kernel) // 2 + 1 if dilate_kernel > 1 else 0
+    # Two pixels more than the kernel's radius on each side, and one more on the far side:
+    # ovals are drawn around a rounded centre with rounded-up axes and a thick outline.
+    reach = (int(dilate_kernel) // 2 if dilate_kernel > 1 else 0) + 2
     regions = np.empty((len(padded), 4), np.int32)
     regions[:, 0] = np.clip(np.floor(padded[:, 0]) - reach, 0, width)
     regions[:, 1] = np.clip(np.floor(padded[:, 1]) - reach, 0, height)
-    regions[:, 2] = np.clip(np.ceil(padded[:, 2]) + reach + 1, 0, width)
-    regions[:, 3] = np.clip(np.ceil(padded[:, 3]) + reach + 1, 0, height)
+    regions[:, 2] = np.clip(np.ceil(padded[:, 2]) + reach + 2, 0, width)
+    regions[:, 3] = np.clip(np.ceil(padded[:, 3]) + reach + 2, 0, height)
     return regions
 
 

@@ -47,9 +47,9 @@ class ParamSpec:
     def range_text(self) -> str:
         """Describe the allowed values for docs and error messages."""
         if self.choices:
-            return ' | '.join(self.choices)
+            return ', '.join(self.choices)
         if self.item_choices:
-            return 'list of ' + ' | '.join(self.item_choices)
+            return 'list of ' + ', '.join(self.item_choices)
         if self.min_value is not None or self.max_value is not None:
             return '[%s, %s]' % (_fmt(self.min_value), _fmt(self.max_value))
         return ''
@@ -134,6 +134,33 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               'cell: one offset per mosaic cell and channel; pixel: per-pixel noise (seed '
               'behaviour); laplace: Laplace noise on cell means (see README).',
               choices=NOISE_MODES),
+    ParamSpec('anonymizer.cells_across', 6,
+              'Face-relative mosaic: cells grow with the face so that it never shows more than '
+              'this many cells across (cells stay at least anonymizer.block pixels); 0 keeps '
+              'cells of anonymizer.block pixels.', min_value=0, max_value=64),
+    ParamSpec('anonymizer.epsilon', 0.5,
+              'noise_mode laplace: privacy parameter of the Laplace noise on cell means '
+              '(scale 255·dp_pixels / (cell²·epsilon) per colour channel, as in DP-Pix). '
+              'Smaller is noisier.', min_value=0.001, max_value=1000.0),
+    ParamSpec('anonymizer.dp_pixels', 16,
+              'noise_mode laplace: how many pixels two images may differ in and still be '
+              'indistinguishable (m in DP-Pix).', min_value=1, max_value=1000000),
+    # Temporal hold.
+    ParamSpec('tracking.hold_frames', 6,
+              'Frames a face stays masked after its detection is lost (6 ≈ 0.2 s at 30 Hz); a '
+              'gap one frame longer shows the face. 0 turns the hold off.',
+              min_value=0, max_value=300),
+    ParamSpec('tracking.grow_px_per_frame', 6.0,
+              'Pixels per frame by which a held face box grows on every side (the fastest '
+              'the face is assumed to move).', min_value=0.0, max_value=1000.0),
+    ParamSpec('tracking.walking_speed', 0.0,
+              'm/s; > 0 with depth and camera_info: a held face at depth d also grows by '
+              'walking_speed / frame_rate · focal_length / d pixels per frame (the larger of '
+              'this and grow_px_per_frame). 0 uses grow_px_per_frame only.',
+              min_value=0.0, max_value=100.0),
+    ParamSpec('tracking.frame_rate', 30.0,
+              'Camera frame rate in Hz, for tracking.walking_speed.',
+              min_value=0.1, max_value=10000.0),
     # Depth.
     ParamSpec('depth.enable_noise', False,
               'Add Gaussian noise to the depth image under the mask.'),
@@ -301,6 +328,13 @@ def masker_kwargs(values: Mapping[str, Any]) -> Dict[str, Any]:
         'anon_block': int(values['anonymizer.block']),
         'anon_noise': int(values['anonymizer.noise']),
         'noise_mode': values['anonymizer.noise_mode'],
+        'cells_across': int(values['anonymizer.cells_across']),
+        'epsilon': float(values['anonymizer.epsilon']),
+        'dp_pixels': int(values['anonymizer.dp_pixels']),
+        'hold_frames': int(values['tracking.hold_frames']),
+        'grow_px_per_frame': float(values['tracking.grow_px_per_frame']),
+        'walking_speed': float(values['tracking.walking_speed']),
+        'frame_rate': float(values['tracking.frame_rate']),
         'dilate_kernel': int(values['mask.dilate_kernel']),
         'depth_near_margin': float(values['mask.depth_near_margin']),
         'depth_far_margin': float(values['mask.depth_far_margin']),

@@ -36,12 +36,18 @@ def test_no_boxes_gives_an_empty_mask() -> None:
 
 
 def test_face_regions_hold_the_mask() -> None:
-    """The regions the mosaic works in contain every masked pixel."""
-    mask = build_mask_from_boxes((240, 320), BOX, 0.25, True, 13)
-    (x0, y0, x1, y1), = face_regions(BOX, 0.25, 13, (240, 320))
-    inside = np.zeros_like(mask)
-    inside[y0:y1, x0:x1] = True
-    assert not np.any(mask & ~inside)
+    """The regions the mosaic works in contain every masked pixel, for any box and kernel."""
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        corners = rng.uniform(-50, 600, (3, 2))
+        boxes = np.hstack([corners, corners + rng.uniform(2, 250, (3, 2))]).astype(np.float32)
+        for kernel in (0, 2, 3, 13, 14):
+            for oval in (True, False):
+                mask = build_mask_from_boxes((480, 640), boxes, 0.25, oval, kernel)
+                inside = np.zeros_like(mask)
+                for x0, y0, x1, y1 in face_regions(boxes, 0.25, kernel, (480, 640)):
+                    inside[y0:y1, x0:x1] = True
+                assert not np.any(mask & ~inside), (boxes, kernel, oval)
 
 
 def _scene(dtype: type) -> np.ndarray:
