@@ -283,7 +283,8 @@ def mask_to_mono8_fields(mask: np.ndarray) -> Tuple[str, int, bytes]:
     height, width = mask.shape
     if height == 0 or width == 0:
         raise ValueError('The mask is empty (%d x %d pixels).' % (width, height))
-    mono = np.ascontiguousarray(mask).view(np.uint8) * np.uint8(255)
+    # np.where reads truth values, whatever byte a bool view happens to hold.
+    mono = np.where(mask, np.uint8(255), np.uint8(0))
     return 'mono8', width, mono.tobytes()
 
 

@@ -123,7 +123,7 @@ def build_mask_from_boxes(shape_hw: Tuple[int, int], boxes: np.ndarray, pad_rati
     canvas = np.zeros((height, width), np.uint8)
     for box in pad_boxes(boxes, pad_ratio, (height, width), clip=False):
         _draw_box(canvas, box, oval, dilate_kernel)
-    return canvas.view(np.bool_)
+    return canvas > 0
 
 
 def build_depth_mask(depth: np.ndarray, boxes: np.ndarray, pad_ratio: float = 0.25,
@@ -148,7 +148,7 @@ def build_depth_mask(depth: np.ndarray, boxes: np.ndarray, pad_ratio: float = 0.
     height, width = depth.shape
     canvas = np.zeros((height, width), np.uint8)
     if len(boxes) == 0:
-        return canvas.view(np.bool_)
+        return canvas > 0
     metres = depth_in_metres(depth)
     fallback = np.zeros_like(canvas)  # drawn already dilated, like build_mask_from_boxes
     padded = pad_boxes(boxes, pad_ratio, (height, width))
@@ -187,7 +187,7 @@ def build_depth_mask(depth: np.ndarray, boxes: np.ndarray, pad_ratio: float = 0.
     regions = face_regions(boxes, pad_ratio, dilate_kernel, (height, width))
     dilate(canvas, dilate_kernel, regions)
     np.maximum(canvas, fallback, out=canvas)
-    return canvas.view(np.bool_)
+    return canvas > 0
 
 
 def _fill_holes(mask_u8: np.ndarray) -> np.ndarray:

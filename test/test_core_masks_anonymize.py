@@ -15,6 +15,8 @@ def test_box_mask_pads_clips_and_dilates() -> None:
     """The oval covers the padded box, is clipped to the image, and grows with dilation."""
     plain = build_mask_from_boxes((240, 320), BOX, pad_ratio=0.0, oval=True, dilate_kernel=0)
     assert plain.dtype == np.bool_ and plain.shape == (240, 320)
+    # Canonical booleans: a mask turned into mono8 as mask * 255 must read 0/255.
+    assert set(np.unique(plain.view(np.uint8))) == {0, 1}
     assert plain[120, 130] and not plain[80, 100]  # oval: centre in, box corner out
     padded = build_mask_from_boxes((240, 320), BOX, pad_ratio=0.25, dilate_kernel=0)
     assert padded.sum() > plain.sum() and padded[120, 90]  # 15 px padding on the left
