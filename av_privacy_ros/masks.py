@@ -12,7 +12,8 @@ from .checks import check_boxes, check_depth, depth_in_metres
 
 def pad_boxes(boxes: np.ndarray, pad_ratio: float, shape_hw: Tuple[int, int],
               clip: bool = True) -> np.ndarray:
-    """Grow each box by ``pad_ratio`` × its size on every side and clip it to the image.
+    """
+    Grow each box by ``pad_ratio`` × its size on every side and clip it to the image.
 
     Shapes are drawn from unclipped boxes (``clip=False``): an oval fitted to the clipped box
     of a face cut by the frame edge would leave the face's visible corner uncovered.
