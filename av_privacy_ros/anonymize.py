@@ -70,29 +70,12 @@ def fast_pixelate(bgr: np.ndarray, mask: np.ndarray, block: int = 24, noise: int
     if noise_mode not in NOISE_MODES:
         raise ValueError('noise_mode must be one of %s, got %r'
                          % (', '.join(NOISE_MODES), noise_mode))
-    if noise_mode == 'laplace':
-        covering = _covering_regions(mask, regions)
-        grids = [FaceGrid(0, 0, int(block))] * len(covering)
-        return private_pixelate(bgr, mask, grids, covering, noise, noise_mode, epsilon,
-                                dp_pixels, rng)
-    out = bgr.copy()
-    regions = _covering_regions(mask, regions)
-    if len(regions) == 0:
-        return out
-    rng = rng if rng is not None else np.random.default_rng()
-    mask_u8 = mask.view(np.uint8)
-    height, width = bgr.shape[:2]
-    for rx0, ry0, rx1, ry1 in regions:
-        # Snap outwards to the image-aligned grid so cells are the same in every frame.
-        x0, y0 = (int(rx0) // block) * block, (int(ry0) // block) * block
-        x1 = min(width, -(-int(rx1) // block) * block)
-        y1 = min(height, -(-int(ry1) // block) * block)
-        if x1 <= x0 or y1 <= y0:
-            continue
-        region_mask = mask_u8[y0:y1, x0:x1]
-        mosaic = _mosaic(bgr[y0:y1, x0:x1], region_mask, block, noise, rng, noise_mode)
-        cv2.copyTo(mosaic, region_mask, out[y0:y1, x0:x1])
-    return out
+    # An image-aligned grid (origin 0, 0) without a seed: the same cells in every frame,
+    # fresh noise at every call.
+    covering = _covering_regions(mask, regions)
+    grids = [FaceGrid(0, 0, int(block))] * len(covering)
+    return private_pixelate(bgr, mask, grids, covering, noise, noise_mode, epsilon, dp_pixels,
+                            rng)
 
 
 def _covering_regions(mask: np.ndarray, regions: Optional[np.ndarray]) -> np.ndarray:
@@ -115,24 +98,6 @@ def _covering_regions(mask: np.ndarray, regions: Optional[np.ndarray]) -> np.nda
         return regions
     extra = np.array([[bounds[2], bounds[0], bounds[3], bounds[1]]], np.int64)
     return np.concatenate([regions, extra])
-
-
-def _mosaic(region: np.ndarray, region_mask: np.ndarray, block: int, noise: int,
-            rng: np.random.Generator, noise_mode: str) -> np.ndarray:
-    """Return the noisy mosaic of one grid-aligned region."""
-    means = cell_means(region, block)
-    if noise > 0 and noise_mode == 'cell':
-        means += rng.integers(-noise, noise + 1, size=means.shape, dtype=np.int16)
-    cells = np.clip(np.rint(means), 0, 255).astype(np.uint8)
-    rows, cols = cells.shape[:2]
-    mosaic = cv2.resize(cells, (cols * block, rows * block),
-                        interpolation=cv2.INTER_NEAREST)[:region.shape[0], :region.shape[1]]
-    if noise > 0 and noise_mode == 'pixel':
-        inside = region_mask.view(np.bool_)
-        noisy = mosaic[inside].astype(np.int16)
-        noisy += rng.integers(-noise, noise + 1, size=noisy.shape, dtype=np.int16)
-        mosaic[inside] = np.clip(noisy, 0, 255).astype(np.uint8)
-    return mosaic
 
 
 # -- private mosaic: face-relative cells, grids anchored to tracks, persistent noise --------
