@@ -26,23 +26,6 @@ def masked_region(mask: np.ndarray) -> Optional[Tuple[int, int, int, int]]:
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
-def cell_means(region: np.ndarray, block: int) -> np.ndarray:
-    """
-    Return the float32 mean of each ``block``×``block`` cell of ``region``.
-
-    Cells cut by the region's bottom or right edge average the pixels they hold (the region is
-    extended by replicating its edge, which leaves those partial-cell means unchanged in spirit
-    and costs one small copy only when the edge is not on the grid).
-    """
-    height, width = region.shape[:2]
-    rows, cols = -(-height // block), -(-width // block)
-    if rows * block != height or cols * block != width:
-        region = cv2.copyMakeBorder(region, 0, rows * block - height, 0, cols * block - width,
-                                    cv2.BORDER_REPLICATE)
-    # INTER_AREA with an integer factor is the exact mean of each cell.
-    return cv2.resize(region, (cols, rows), interpolation=cv2.INTER_AREA).astype(np.float32)
-
-
 def fast_pixelate(bgr: np.ndarray, mask: np.ndarray, block: int = 24, noise: int = 20,
                   rng: Optional[np.random.Generator] = None, noise_mode: str = 'cell',
                   regions: Optional[np.ndarray] = None, epsilon: float = DEFAULT_EPSILON,
