@@ -932,7 +932,8 @@ def choose_cameras(reader: Any, path: Path, image_topics: Sequence[str],
 
     Without ``image_topics``: every Image topic with a colour (or unknown) encoding and every
     CompressedImage topic that is not compressedDepth, except ``*/mask`` topics.  Depth topics
-    are Image topics with a depth encoding (16UC1, mono16, 32FC1) or a ``depth`` name.
+    are the ``depth_topics`` given and Image topics with a depth encoding (16UC1, 32FC1; mono16
+    only with a ``depth`` name, since infrared cameras send mono16 too) or a ``depth`` name.
     """
     topics: Dict[str, List[Any]] = {}
     for conn in reader.connections:
@@ -946,16 +947,28 @@ def choose_cameras(reader: Any, path: Path, image_topics: Sequence[str],
         attr = 'encoding' if types[topic] == IMAGE_TYPE else 'format'
         encodings[topic] = str(getattr(first, attr, '')) if first is not None else ''
         if first is not None and types[topic] == COMPRESSED_TYPE:
-            pixels = cv2.imdecode(np.asarray(first.data, np.uint8), cv2.IMREAD_UNCHANGED)
+            data = np.asarray(first.data, np.uint8).reshape(-1)
+            try:  # an empty or broken first message says nothing about the topic
+                pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+            except cv2.error:
+                pixels = None
             if pixels is not None and pixels.dtype != np.uint8:
                 wide_pixels.add(topic)
 
     def is_depth(topic: str) -> bool:
+        enc = encodings[topic].lower()
+        if topic in depth_topics:
+            return True
         if types[topic] == COMPRESSED_TYPE:
             # Decided by the data: a compressed colour image is never skipped for its name.
-            return 'compresseddepth' in encodings[topic].lower() or topic in wide_pixels or (
-                not encodings[topic] and is_depth_name(topic))
-        enc = encodings[topic].lower()
+            # 16-bit pixels are depth only when the format or the name says so: an infrared
+            # camera sends 16-bit grey images of faces too.
+            wide_depth = topic in wide_pixels and (
+                is_depth_name(topic) or '16uc1' in enc or '32fc1' in enc)
+            return 'compresseddepth' in enc or wide_depth or (not enc and is_depth_name(topic))
+        if enc == 'mono16':
+            # 16-bit grey: depth on a depth topic, an infrared or mono camera elsewhere.
+            return is_depth_name(topic)
         if enc:
             return enc in _DEPTH_ENCODING_NAMES
         return is_depth_name(topic)
@@ -993,6 +1006,9 @@ def choose_cameras(reader: Any, path: Path, image_topics: Sequence[str],
         if types[topic] == IMAGE_TYPE and enc and enc.lower() not in COLOR_ENCODINGS:
             log('warning: %s has encoding %r, which cannot be anonymized; its frames will NOT '
                 'be written (supported: %s)' % (topic, enc, ', '.join(COLOR_ENCODINGS)))
+        elif topic in wide_pixels:
+            log('warning: %s holds 16-bit images (format %r), which cannot be anonymized; its '
+                'frames will NOT be written' % (topic, enc))
     plans = [CameraPlan(t, types[t]) for t in colour]
     if use_depth:
         if depth_topics and len(depth_topics) == len(image_topics):

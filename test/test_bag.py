@@ -494,6 +494,69 @@ def test_failed_and_undecodable_frames_are_never_written_raw(tmp_path: Path, bas
     assert any('injected detector failure' in text for text in summary.errors)
 
 
+def test_infrared_mono16_topics_are_not_copied_as_depth(tmp_path: Path, base: np.ndarray,
+                                                        detector: Any) -> None:
+    """16-bit grey infrared images (Image mono16, 16-bit PNG) never reach the output raw."""
+    from rosbags.rosbag2 import Writer
+    ts = _typestore()
+    src = tmp_path / 'input'
+    ir_topics = ('/ir/image_raw', '/ir/image_raw/compressed')
+    with Writer(src, version=9) as writer:
+        colour = writer.add_connection('/rgb/image_raw', IMAGE, typestore=ts)
+        ir_raw = writer.add_connection(ir_topics[0], IMAGE, typestore=ts)
+        ir_png = writer.add_connection(ir_topics[1], COMPRESSED, typestore=ts)
+        for i in range(2):
+            stamp = T0 * 10**9 + i * 100_000_000
+            writer.write(colour, stamp, ts.serialize_cdr(
+                _image(ts, stamp, 'rgb', _frame(base, i), 'bgr8'), IMAGE))
+            # An Azure Kinect style infrared frame: the same faces, 16-bit grey.
+            infrared = cv2.cvtColor(_frame(base, i), cv2.COLOR_BGR2GRAY).astype(np.uint16) * 200
+            writer.write(ir_raw, stamp + 1, ts.serialize_cdr(
+                _image(ts, stamp, 'ir', infrared, 'mono16'), IMAGE))
+            writer.write(ir_png, stamp + 2, ts.serialize_cdr(
+                _compressed(ts, stamp, 'ir', 'mono16; png compressed ',
+                            cv2.imencode('.png', infrared)[1]), COMPRESSED))
+    lines: List[str] = []
+    summary = anonymize_bag(src, tmp_path / 'out', params=_params(), detector=detector,
+                            log=lines.append)
+    source, result = read_bag(src), read_bag(tmp_path / 'out')
+    for topic in ir_topics:
+        raw_in = {raw for _, raw, _ in source[topic]['messages']}
+        raw_out = [raw for _, raw, _ in result.get(topic, {'messages': []})['messages']]
+        assert not raw_in.intersection(raw_out), '%s was copied with its faces' % topic
+    for topic in ir_topics:  # the user is told
+        assert any(topic in line and 'NOT be written' in line for line in lines), lines
+    assert summary.frames_anonymized == 2 and summary.faces_found >= 10
+
+
+def test_empty_first_compressed_message_does_not_stop_the_run(tmp_path: Path,
+                                                              base: np.ndarray,
+                                                              detector: Any) -> None:
+    """A camera's empty first CompressedImage is dropped; the later frames are anonymized."""
+    from rosbags.rosbag2 import Writer
+    ts = _typestore()
+    src = tmp_path / 'input'
+    with Writer(src, version=9) as writer:
+        conn = writer.add_connection('/cam/image_raw/compressed', COMPRESSED, typestore=ts)
+        for i in range(3):
+            stamp = T0 * 10**9 + i * 100_000_000
+            data = (np.zeros(0, np.uint8) if i == 0
+                    else cv2.imencode('.jpg', _frame(base, i))[1])
+            writer.write(conn, stamp, ts.serialize_cdr(
+                _compressed(ts, stamp, 'cam', 'jpeg', data), COMPRESSED))
+    summary = anonymize_bag(src, tmp_path / 'out', params=_params(), detector=detector)
+    assert summary.frames_anonymized == 2 and summary.messages_dropped == 1
+    source, result = read_bag(src), read_bag(tmp_path / 'out')
+    messages = result['/cam/image_raw/compressed']['messages']
+    assert [t for t, _, _ in messages] == \
+        [t for t, _, _ in source['/cam/image_raw/compressed']['messages'][1:]]
+    for (_, _, m_in), (_, _, m_out) in zip(source['/cam/image_raw/compressed']['messages'][1:],
+                                           messages):
+        faces = detector.detect(decode(m_in), 0.5).boxes
+        assert len(faces) >= 5
+        assert not refound(faces, detector.detect(decode(m_out), 0.5).boxes)
+
+
 # -- backward pass -------------------------------------------------------------------------------
 def _covered(image: np.ndarray, boxes: np.ndarray, fraction: float = 0.8) -> np.ndarray:
     """Cover the left part of every face, as if people stood behind a pillar."""
