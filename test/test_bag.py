@@ -612,6 +612,52 @@ def test_backward_pass_masks_a_face_before_it_is_first_found(tmp_path: Path, bas
     assert summary.frames_masked_backward == 3
 
 
+class _MissingDetector:
+    """The real SCRFD detector, except that one call finds nothing (a missed detection)."""
+
+    def __init__(self, inner: Any, miss_on_call: int) -> None:
+        self.inner = inner
+        self.miss_on_call = miss_on_call
+        self.calls = 0
+        self.backend = inner.backend
+        self.provider = inner.provider
+
+    def detect(self, bgr: np.ndarray, conf_thresh: float) -> Any:
+        from av_privacy_ros.detection import Detections
+        self.calls += 1
+        if self.calls == self.miss_on_call:
+            return Detections.empty()
+        return self.inner.detect(bgr, conf_thresh)
+
+
+def test_a_face_missed_on_one_frame_is_still_masked(
+        tmp_path: Path, base: np.ndarray, detector: Any) -> None:
+    """The temporal hold masks the faces on a frame where detection found none."""
+    from rosbags.rosbag2 import Writer
+    ts = _typestore()
+    frames = [_frame(base, i) for i in range(4)]
+    src = tmp_path / 'input'
+    with Writer(src, version=9) as writer:
+        conn = writer.add_connection('/cam/image_raw', IMAGE, typestore=ts)
+        for i, image in enumerate(frames):
+            stamp = T0 * 10**9 + i * 33_000_000
+            writer.write(conn, stamp, ts.serialize_cdr(_image(ts, stamp, 'cam', image, 'bgr8'),
+                                                       IMAGE))
+    faces = detector.detect(frames[2], 0.5).boxes
+    assert len(faces) == 6
+    changed = {}
+    for hold in (6, 0):
+        out = tmp_path / ('out_hold%d' % hold)
+        anonymize_bag(src, out, params=_params(**{'tracking.hold_frames': hold}),
+                      backward_frames=0, detector=_MissingDetector(detector, miss_on_call=3))
+        missed = decode(read_bag(out)['/cam/image_raw']['messages'][2][2])
+        differs = (missed != frames[2]).any(axis=2)
+        changed[hold] = [differs[int(y1):int(y2), int(x1):int(x2)].mean()
+                         for x1, y1, x2, y2 in faces]
+    assert min(changed[6]) > 0.9, 'faces shown on the missed frame: %s' % changed[6]
+    assert max(changed[0]) < 0.1, 'without the hold the missed faces show (control)'
+
+
 # -- ROS 1 input ---------------------------------------------------------------------------------
 def test_ros1_bag_is_converted_and_anonymized(tmp_path: Path, base: np.ndarray,
                                               detector: Any) -> None:
