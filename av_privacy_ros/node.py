@@ -122,8 +122,9 @@ class _Stats:
         self.process_times: Deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.period_latencies: List[float] = []
         self.faces = 0
-        self.tracks: Optional[int] = None
-        self.tracks_held: Optional[int] = None
+        self.tracks = 0
+        self.tracks_held = 0
+        self.track_sources = ''
         self.last_error = ''
 
 
@@ -486,7 +487,6 @@ class AnonymizerNode(Node):
                                               *mask_fields))
         published = time.monotonic()
         latency = published - received
-        tracks = getattr(result, 'tracks', None)
         with self._stats.lock:
             stats = self._stats
             stats.frames_out += 1
@@ -496,14 +496,11 @@ class AnonymizerNode(Node):
             if not result.failed_closed:
                 stats.detect_times.append(float(result.times.get('detect', 0.0)))
             stats.faces = len(result.detections)
-            if tracks is not None:
-                try:
-                    stats.tracks = len(tracks)
-                    stats.tracks_held = sum(
-                        1 for track in tracks
-                        if getattr(track, 'source', '') == 'held' or getattr(track, 'held', 0))
-                except TypeError:
-                    stats.tracks = int(tracks)
+            stats.tracks = len(result.tracks)
+            stats.tracks_held = result.held_count
+            # Track ids and where each masked box came from, e.g. '3:detected 5:held'.
+            stats.track_sources = ' '.join('%d:%s' % (track.track_id, track.source)
+                                           for track in result.tracks)
 
     # -- counting, logging, diagnostics -----------------------------------------------------
     def _count_error(self, counter: str, error: Any) -> None:
@@ -538,6 +535,7 @@ class AnonymizerNode(Node):
                 'faces': stats.faces,
                 'tracks': stats.tracks,
                 'tracks_held': stats.tracks_held,
+                'track_sources': stats.track_sources,
                 'last_error': stats.last_error,
             }
         result['latency_p50_ms'] = _percentile_ms(latencies, 50)
@@ -565,6 +563,7 @@ class AnonymizerNode(Node):
                 'dropped_busy': stats.dropped_busy, 'failed_closed': stats.failed_closed,
                 'input_errors': stats.input_errors, 'publish_errors': stats.publish_errors,
                 'faces': stats.faces, 'tracks': stats.tracks, 'tracks_held': stats.tracks_held,
+                'track_sources': stats.track_sources,
                 'depths': stats.depths_received, 'last_error': stats.last_error}
         elapsed = max(now - last_time, 1e-6)
         in_fps = (frames_in - last_in) / elapsed
@@ -608,10 +607,9 @@ class AnonymizerNode(Node):
             ('fail_mode', self._fail_mode),
             ('focal_px', '%.1f' % self._focal_px),
         ]
-        if snapshot['tracks'] is not None:
-            values.append(('tracks', str(snapshot['tracks'])))
-            if snapshot['tracks_held'] is not None:
-                values.append(('tracks_held', str(snapshot['tracks_held'])))
+        values += [('tracks', str(snapshot['tracks'])),
+                   ('tracks_held', str(snapshot['tracks_held'])),
+                   ('track_sources', snapshot['track_sources'])]
         rss = _rss_mb()
         if rss is not None:
             values.append(('rss_mb', '%.1f' % rss))

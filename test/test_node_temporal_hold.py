@@ -77,6 +77,10 @@ def test_a_face_missed_on_one_frame_is_still_masked(client: AnonymizerClient) ->
         held = send(2)
         assert (held > 0.9).all(), 'faces shown on the missed frame: %s' % held
         assert int(node.statistics()['tracks_held']) == len(held)
+        sources = node.statistics()['track_sources'].split()
+        assert len(sources) == len(held) and all(s.endswith(':held') for s in sources)
+        diag = client.wait_diag(lambda v: v.get('tracks_held') == str(len(held)))
+        assert diag['track_sources'].count(':held') == len(held)
         # The same miss with the hold turned off shows the faces: the hold is what masks them.
         detector.miss.clear()
         assert node.set_parameters([Parameter('tracking.hold_frames', value=0)])[0].successful
