@@ -44,43 +44,20 @@ def fast_pixelate(bgr: np.ndarray, mask: np.ndarray, block: int = 24, noise: int
     then unused). The noise here is fresh at every call: for video use
     :func:`private_pixelate` with per-track grids, whose noise persists across frames.
     """
-    check_bgr(bgr)
-    mask = check_mask(mask, bgr.shape[:2])
     if block < 1:
         raise ValueError('mosaic block must be >= 1 pixel, got %r' % block)
-    if noise < 0 or noise > 255:
-        raise ValueError('noise must be within 0..255, got %r' % noise)
-    if noise_mode not in NOISE_MODES:
-        raise ValueError('noise_mode must be one of %s, got %r'
-                         % (', '.join(NOISE_MODES), noise_mode))
-    # An image-aligned grid (origin 0, 0) without a seed: the same cells in every frame,
-    # fresh noise at every call.
-    covering = _covering_regions(mask, regions)
-    grids = [FaceGrid(0, 0, int(block))] * len(covering)
-    return private_pixelate(bgr, mask, grids, covering, noise, noise_mode, epsilon, dp_pixels,
-                            rng)
-
-
-def _covering_regions(mask: np.ndarray, regions: Optional[np.ndarray]) -> np.ndarray:
-    """
-    Return regions that hold every masked pixel: ``regions`` plus whatever they miss.
-
-    A caller's regions that leave a masked pixel outside would leave it unanonymized, so the
-    remainder's bounding box is added (privacy over speed).
-    """
     if regions is None:
-        remainder = mask
-        regions = np.zeros((0, 4), np.int64)
-    else:
-        regions = np.asarray(regions, np.int64).reshape(-1, 4)
-        remainder = mask.copy()
-        for x0, y0, x1, y1 in regions:
-            remainder[max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = False
-    bounds = masked_region(remainder)
-    if bounds is None:
-        return regions
-    extra = np.array([[bounds[2], bounds[0], bounds[3], bounds[1]]], np.int64)
-    return np.concatenate([regions, extra])
+        mask = check_mask(mask, check_bgr(bgr).shape[:2])
+        bounds = masked_region(mask)
+        regions = (np.zeros((0, 4), np.int64) if bounds is None
+                   else np.array([[bounds[2], bounds[0], bounds[3], bounds[1]]], np.int64))
+    regions = np.asarray(regions, np.int64).reshape(-1, 4)
+    # An image-aligned grid (origin 0, 0) without a seed: the same cells in every frame,
+    # fresh noise at every call. private_pixelate checks the rest of the input and mosaics
+    # any masked pixel the regions miss.
+    grids = [FaceGrid(0, 0, int(block))] * len(regions)
+    return private_pixelate(bgr, mask, grids, regions, noise, noise_mode, epsilon, dp_pixels,
+                            rng)
 
 
 # -- private mosaic: face-relative cells, grids anchored to tracks, persistent noise --------
@@ -294,7 +271,8 @@ def private_pixelate(bgr: np.ndarray, mask: np.ndarray, grids: Sequence[FaceGrid
         remainder[max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = False
     bounds = masked_region(remainder)
     if bounds is not None:
-        coarsest = max([grid.cell for grid in grids] or [1])
+        # Without any face grid, cells as coarse as a whole-frame (fail-closed) mosaic.
+        coarsest = max([grid.cell for grid in grids] or [whole_frame_block(bgr.shape[:2], 1)])
         extra = np.array([bounds[2], bounds[0], bounds[3], bounds[1]], np.int64)
         _grid_mosaic(bgr, remainder.view(np.uint8), out, extra, FaceGrid(0, 0, coarsest),
                      noise, noise_mode, epsilon, dp_pixels, rng, None)

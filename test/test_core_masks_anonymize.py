@@ -139,6 +139,16 @@ def test_regions_that_miss_masked_pixels_are_completed(t1_vga: np.ndarray) -> No
     assert np.any(out[300:340, 400:440] != t1_vga[300:340, 400:440], axis=2).mean() > 0.9
 
 
+def test_masked_pixels_without_any_region_still_get_coarse_cells(t1_vga: np.ndarray) -> None:
+    """A mask with no face grid at all is mosaicked coarsely, not copied pixel by pixel."""
+    from av_privacy_ros.anonymize import private_pixelate
+    mask = np.zeros(t1_vga.shape[:2], bool)
+    mask[100:260, 200:360] = True
+    out = private_pixelate(t1_vga, mask, [], np.zeros((0, 4)), noise=0)
+    assert np.any(out[mask] != t1_vga[mask], axis=1).mean() > 0.9
+    assert np.array_equal(out[~mask], t1_vga[~mask])
+
+
 @pytest.mark.parametrize('args, message', [
     ((np.zeros((4, 4), np.uint8), np.zeros((4, 4), bool)), 'H×W×3'),
     ((np.zeros((4, 4, 3), np.float32), np.zeros((4, 4), bool)), 'uint8'),
