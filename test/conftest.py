@@ -29,6 +29,13 @@ def scrfd_path() -> Path:
 
 
 @pytest.fixture(scope='session')
+def scrfd(scrfd_path: Path) -> object:
+    """Return a real SCRFD-500M detector on the CPU provider."""
+    from av_privacy_ros.detection import ScrfdDetector
+    return ScrfdDetector(scrfd_path, ['CPUExecutionProvider'])
+
+
+@pytest.fixture(scope='session')
 def t1_full() -> np.ndarray:
     """Return insightface's real group photo (1280×886, 6 faces) as BGR."""
     from insightface.data import get_image

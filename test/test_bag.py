@@ -437,20 +437,24 @@ def test_console_script_reports_errors_with_exit_status(run: Dict[str, Any],
 
 
 # -- fail closed ---------------------------------------------------------------------------------
-class _CrashingDetector:
-    """Fault injection: the real SCRFD detector, except that one call raises."""
+class _FaultyDetector:
+    """The real SCRFD detector, except one call that raises or finds nothing (a miss)."""
 
-    def __init__(self, inner: Any, crash_on_call: int) -> None:
+    def __init__(self, inner: Any, on_call: int, fault: str) -> None:
         self.inner = inner
-        self.crash_on_call = crash_on_call
+        self.on_call = on_call
+        self.fault = fault
         self.calls = 0
         self.backend = inner.backend
         self.provider = inner.provider
 
     def detect(self, bgr: np.ndarray, conf_thresh: float) -> Any:
+        from av_privacy_ros.detection import Detections
         self.calls += 1
-        if self.calls == self.crash_on_call:
-            raise RuntimeError('injected detector failure')
+        if self.calls == self.on_call:
+            if self.fault == 'raise':
+                raise RuntimeError('injected detector failure')
+            return Detections.empty()
         return self.inner.detect(bgr, conf_thresh)
 
 
@@ -477,7 +481,7 @@ def test_failed_and_undecodable_frames_are_never_written_raw(tmp_path: Path, bas
                 _compressed(ts, stamp, 'cam', 'jpeg', data), COMPRESSED))
     # Calls: raw frame 0, jpeg frame 0 (crash), raw frame 2, jpeg frame 1.
     summary = anonymize_bag(src, tmp_path / 'out', params=_params(), backward_frames=0,
-                            detector=_CrashingDetector(detector, crash_on_call=2))
+                            detector=_FaultyDetector(detector, 2, 'raise'))
     assert summary.frames_failed_closed == 1
     assert summary.messages_dropped == 2
     assert summary.frames_anonymized == 4
@@ -612,24 +616,6 @@ def test_backward_pass_masks_a_face_before_it_is_first_found(tmp_path: Path, bas
     assert summary.frames_masked_backward == 3
 
 
-class _MissingDetector:
-    """The real SCRFD detector, except that one call finds nothing (a missed detection)."""
-
-    def __init__(self, inner: Any, miss_on_call: int) -> None:
-        self.inner = inner
-        self.miss_on_call = miss_on_call
-        self.calls = 0
-        self.backend = inner.backend
-        self.provider = inner.provider
-
-    def detect(self, bgr: np.ndarray, conf_thresh: float) -> Any:
-        from av_privacy_ros.detection import Detections
-        self.calls += 1
-        if self.calls == self.miss_on_call:
-            return Detections.empty()
-        return self.inner.detect(bgr, conf_thresh)
-
-
 def test_a_face_missed_on_one_frame_is_still_masked(
         tmp_path: Path, base: np.ndarray, detector: Any) -> None:
     """The temporal hold masks the faces on a frame where detection found none."""
@@ -649,7 +635,7 @@ def test_a_face_missed_on_one_frame_is_still_masked(
     for hold in (6, 0):
         out = tmp_path / ('out_hold%d' % hold)
         anonymize_bag(src, out, params=_params(**{'tracking.hold_frames': hold}),
-                      backward_frames=0, detector=_MissingDetector(detector, miss_on_call=3))
+                      backward_frames=0, detector=_FaultyDetector(detector, 3, 'miss'))
         missed = decode(read_bag(out)['/cam/image_raw']['messages'][2][2])
         differs = (missed != frames[2]).any(axis=2)
         changed[hold] = [differs[int(y1):int(y2), int(x1):int(x2)].mean()

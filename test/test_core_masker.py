@@ -18,12 +18,6 @@ def masker(scrfd_path: Path) -> AVPrivacyMasker:
     return AVPrivacyMasker(device='cpu', backend='scrfd', model_path=scrfd_path, seed=7)
 
 
-@pytest.fixture(scope='module')
-def scrfd(scrfd_path: Path) -> ScrfdDetector:
-    """Return a second, independent SCRFD detector to check outputs."""
-    return ScrfdDetector(scrfd_path, ['CPUExecutionProvider'])
-
-
 def test_anonymized_frame_shows_no_face_to_either_detector(
         masker: AVPrivacyMasker, scrfd: ScrfdDetector, t1_vga: np.ndarray) -> None:
     """The 6 faces are found, masked and anonymized; neither detector finds one afterwards."""

@@ -12,25 +12,11 @@ from typing import Dict, List, Sequence
 from av_privacy_ros import AVPrivacyMasker
 from av_privacy_ros.anonymize import (anchored_grid, face_cell_size, FaceGrid, fast_pixelate,
                                       laplace_scale, NoiseTables, private_pixelate)
-from av_privacy_ros.detection import create_detector
 from av_privacy_ros.masks import build_mask_from_boxes, face_regions
 from av_privacy_ros.tracking import FaceTracker
 import cv2
 import numpy as np
 import pytest
-
-
-@pytest.fixture(scope='module')
-def scrfd(scrfd_path):
-    """Return the real SCRFD-500M detector on the CPU (skipped without the weights)."""
-    detector, _ = create_detector(backend='scrfd', model_path=scrfd_path, providers=['cpu'])
-    return detector
-
-
-@pytest.fixture(scope='module')
-def group_photo(t1_full) -> np.ndarray:
-    """Return the real 1280×886 group photo with 6 faces."""
-    return t1_full
 
 
 def cells_in_row(row: np.ndarray) -> int:
@@ -52,9 +38,9 @@ def grid_cells(grid: FaceGrid, mask: np.ndarray, region: Sequence[int]) -> List[
     return cells
 
 
-def test_near_face_shows_at_most_cells_across_cells(scrfd, group_photo):
+def test_near_face_shows_at_most_cells_across_cells(scrfd, t1_full):
     """A face 300 px wide shows no more than cells_across cells across; 24 px cells show 13."""
-    crop = group_photo[200:480, 400:640]  # one face of the group photo, 109 px wide
+    crop = t1_full[200:480, 400:640]  # one face of the group photo, 109 px wide
     near = cv2.resize(crop, None, fx=2.8, fy=2.8, interpolation=cv2.INTER_CUBIC)
     for cells_across in (6, 5):
         masker = AVPrivacyMasker(detector=scrfd, seed=0, cells_across=cells_across)
@@ -97,18 +83,18 @@ def test_cell_size_bound_holds_for_any_width_and_position():
     assert np.count_nonzero(np.diff(cells)) < len(widths) / 6
 
 
-def test_grid_follows_the_face(group_photo):
+def test_grid_follows_the_face(t1_full):
     """A face that moves is sampled at the same places: its mosaic moves with it unchanged."""
     box = np.array([[463.5, 266.5, 572.7, 415.4]], np.float32)  # a face of the photo
-    shape = group_photo.shape[:2]
+    shape = t1_full.shape[:2]
     shift = (7, 5)
-    moved_photo = cv2.warpAffine(group_photo, np.float32([[1, 0, shift[0]], [0, 1, shift[1]]]),
+    moved_photo = cv2.warpAffine(t1_full, np.float32([[1, 0, shift[0]], [0, 1, shift[1]]]),
                                  (shape[1], shape[0]), borderMode=cv2.BORDER_REPLICATE)
     moved_box = box + np.float32([shift[0], shift[1], shift[0], shift[1]])
     tracker = FaceTracker(seed=3)
     tables = NoiseTables()
     outputs, masks, plain = [], [], []
-    for photo, boxes in ((group_photo, box), (moved_photo, moved_box)):
+    for photo, boxes in ((t1_full, box), (moved_photo, moved_box)):
         grids = tracker.update(boxes).grids
         mask = build_mask_from_boxes(shape, boxes)
         regions = face_regions(boxes, 0.25, 13, shape)
@@ -123,7 +109,7 @@ def test_grid_follows_the_face(group_photo):
     assert fixed.all(axis=1).mean() < 0.5, 'an image-aligned grid resamples a moving face'
 
 
-def test_averaging_frames_of_a_still_face(scrfd, group_photo):
+def test_averaging_frames_of_a_still_face(scrfd, t1_full):
     """
     Averaging N = 1, 5, 30 frames: persistent noise keeps its error, fresh noise loses it.
 
@@ -133,24 +119,24 @@ def test_averaging_frames_of_a_still_face(scrfd, group_photo):
     errors: Dict[str, List[float]] = {}
     for mode in ('cell', 'laplace'):
         masker = AVPrivacyMasker(detector=scrfd, seed=0, noise_mode=mode, epsilon=1.0)
-        first = masker.process(group_photo)
+        first = masker.process(t1_full)
         grids = [t.grid for t in first.tracks]
-        regions = face_regions(first.mask_boxes, 0.25, 13, group_photo.shape[:2])
+        regions = face_regions(first.mask_boxes, 0.25, 13, t1_full.shape[:2])
         cells = [c for grid, region in zip(grids, regions)
                  for c in grid_cells(grid, first.mask, region)]
         assert len(cells) > 30
-        true = np.array([group_photo[y0:y1, x0:x1].reshape(-1, 3).mean(axis=0)
+        true = np.array([t1_full[y0:y1, x0:x1].reshape(-1, 3).mean(axis=0)
                          for y0, y1, x0, x1 in cells])
         corners = tuple(np.array([(y0, x0) for y0, y1, x0, x1 in cells]).T)
         persistent, seeds = [first.image[corners]], set()
         for _ in range(29):
-            result = masker.process(group_photo)
+            result = masker.process(t1_full)
             seeds.update(t.grid.seed for t in result.tracks)
             persistent.append(result.image[corners])
         assert seeds == {g.seed for g in grids}  # one noise seed per face, all along
         fresh_grids = [FaceGrid(g.x, g.y, g.cell) for g in grids]
         rng = np.random.default_rng(1)
-        fresh = [private_pixelate(group_photo, first.mask, fresh_grids, regions, 20, mode, 1.0,
+        fresh = [private_pixelate(t1_full, first.mask, fresh_grids, regions, 20, mode, 1.0,
                                   rng=rng)[corners] for _ in range(30)]
         for name, shown in (('persistent ' + mode, persistent), ('fresh ' + mode, fresh)):
             values = np.array(shown, np.float64)  # frames × cells × channels
@@ -166,10 +152,10 @@ def test_averaging_frames_of_a_still_face(scrfd, group_photo):
         assert fresh[1] < 0.6 * fresh[0] and fresh[2] < 0.3 * fresh[0], table
 
 
-def test_laplace_noise_scale_matches_dp_pix_formula(group_photo):
+def test_laplace_noise_scale_matches_dp_pix_formula(t1_full):
     """Cell means carry Laplace noise of scale 255·m/(b²·ε); border cells 255·m/(n·ε)."""
     # A real image pressed into mid-range so that clipping at 0 and 255 is negligible.
-    image = (group_photo // 2 + 64).astype(np.uint8)
+    image = (t1_full // 2 + 64).astype(np.uint8)
     height, width = image.shape[:2]
     mask = np.ones((height, width), bool)
     region = np.array([[0, 0, width, height]])
@@ -198,9 +184,9 @@ def test_laplace_noise_scale_matches_dp_pix_formula(group_photo):
         assert 0.035 < np.mean(inner_abs > 3 * expected) < 0.065
 
 
-def test_outside_unchanged_inside_replaced_overlaps_coarsest(group_photo):
+def test_outside_unchanged_inside_replaced_overlaps_coarsest(t1_full):
     """Pixels outside the mask stay; inside, each cell shows one value; overlaps keep big cells."""
-    shape = group_photo.shape[:2]
+    shape = t1_full.shape[:2]
     near = np.array([300.0, 200.0, 600.0, 560.0])  # 300 px wide: cells of 51 px
     small = np.array([560.0, 330.0, 610.0, 390.0])  # a small face overlapping it
     boxes = np.stack([near, small]).astype(np.float32)
@@ -209,10 +195,10 @@ def test_outside_unchanged_inside_replaced_overlaps_coarsest(group_photo):
     mask = build_mask_from_boxes(shape, boxes)
     regions = face_regions(boxes, 0.25, 13, shape)
     for mode in ('cell', 'laplace', 'pixel'):
-        out = private_pixelate(group_photo, mask, grids, regions, 20, mode, 1.0, 16,
+        out = private_pixelate(t1_full, mask, grids, regions, 20, mode, 1.0, 16,
                                np.random.default_rng(0), NoiseTables())
-        np.testing.assert_array_equal(out[~mask], group_photo[~mask])
-        assert (out[mask] != group_photo[mask]).any(axis=1).mean() > 0.9
+        np.testing.assert_array_equal(out[~mask], t1_full[~mask])
+        assert (out[mask] != t1_full[mask]).any(axis=1).mean() > 0.9
         if mode == 'pixel':
             continue
         # Every masked pixel of the near face's region shows its 51 px cell's one value,
@@ -228,17 +214,17 @@ def test_outside_unchanged_inside_replaced_overlaps_coarsest(group_photo):
                     assert (cell[inside] == out[y, x]).all()
 
 
-def test_fast_pixelate_laplace_and_bad_input(group_photo):
+def test_fast_pixelate_laplace_and_bad_input(t1_full):
     """fast_pixelate accepts noise_mode laplace; bad private mosaic input raises ValueError."""
-    mask = build_mask_from_boxes(group_photo.shape[:2], np.array([[463, 266, 572, 415.]]))
-    out = fast_pixelate(group_photo, mask, 24, 20, np.random.default_rng(0), 'laplace',
+    mask = build_mask_from_boxes(t1_full.shape[:2], np.array([[463, 266, 572, 415.]]))
+    out = fast_pixelate(t1_full, mask, 24, 20, np.random.default_rng(0), 'laplace',
                         epsilon=0.5)
-    np.testing.assert_array_equal(out[~mask], group_photo[~mask])
-    assert (out[mask] != group_photo[mask]).any(axis=1).mean() > 0.9
+    np.testing.assert_array_equal(out[~mask], t1_full[~mask])
+    assert (out[mask] != t1_full[mask]).any(axis=1).mean() > 0.9
     regions = np.array([[400, 200, 650, 480]])
     with pytest.raises(ValueError, match='one grid per region'):
-        private_pixelate(group_photo, mask, [], regions)
+        private_pixelate(t1_full, mask, [], regions)
     with pytest.raises(ValueError, match='epsilon'):
-        private_pixelate(group_photo, mask, [FaceGrid(0, 0, 24)], regions, 20, 'laplace', 0.0)
+        private_pixelate(t1_full, mask, [FaceGrid(0, 0, 24)], regions, 20, 'laplace', 0.0)
     with pytest.raises(ValueError, match='noise_mode'):
-        private_pixelate(group_photo, mask, [FaceGrid(0, 0, 24)], regions, 20, 'blur')
+        private_pixelate(t1_full, mask, [FaceGrid(0, 0, 24)], regions, 20, 'blur')

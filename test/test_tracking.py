@@ -10,26 +10,13 @@ from __future__ import annotations
 from typing import List, Set, Tuple
 
 from av_privacy_ros import AVPrivacyMasker
-from av_privacy_ros.detection import create_detector, Detections
+from av_privacy_ros.detection import Detections
 from av_privacy_ros.tracking import box_iou, FaceTracker, grow_px_from_speed
 import cv2
 import numpy as np
 import pytest
 
 STEP = (3, 2)  # pixels per frame the scene moves (x, y)
-
-
-@pytest.fixture(scope='module')
-def scrfd(scrfd_path):
-    """Return the real SCRFD-500M detector on the CPU (skipped without the weights)."""
-    detector, _ = create_detector(backend='scrfd', model_path=scrfd_path, providers=['cpu'])
-    return detector
-
-
-@pytest.fixture(scope='module')
-def group_photo(t1_full) -> np.ndarray:
-    """Return the real 1280×886 group photo with 6 faces."""
-    return t1_full
 
 
 def shifted(image: np.ndarray, frame: int) -> np.ndarray:
@@ -94,11 +81,11 @@ def run_gap(scrfd, photo: np.ndarray, hold_frames: int, gap: int,
 
 
 @pytest.mark.parametrize('hold_frames', [6, 3])
-def test_missed_faces_stay_masked_for_exactly_hold_frames(scrfd, group_photo, hold_frames):
+def test_missed_faces_stay_masked_for_exactly_hold_frames(scrfd, t1_full, hold_frames):
     """Gaps of up to hold_frames frames show no face; a gap one frame longer shows them once."""
     unmasked_frames = {}
     for gap in range(1, hold_frames + 2):
-        leaks, results = run_gap(scrfd, group_photo, hold_frames, gap)
+        leaks, results = run_gap(scrfd, t1_full, hold_frames, gap)
         unmasked_frames[gap] = [frame for frame, leak in enumerate(leaks) if leak]
         # Detected faces are masked in the very frame they are detected.
         assert leaks[0] == 0 and leaks[-1] == 0
@@ -108,9 +95,9 @@ def test_missed_faces_stay_masked_for_exactly_hold_frames(scrfd, group_photo, ho
     assert unmasked_frames == expected
 
 
-def test_held_boxes_grow_by_the_speed_bound(scrfd, group_photo):
+def test_held_boxes_grow_by_the_speed_bound(scrfd, t1_full):
     """A held face keeps its track id and its box grows grow_px_per_frame on every side."""
-    _, results = run_gap(scrfd, group_photo, hold_frames=4, gap=4, grow_px=10.0)
+    _, results = run_gap(scrfd, t1_full, hold_frames=4, gap=4, grow_px=10.0)
     last_detected = {t.track_id: t.box for t in results[1].tracks}
     assert len(last_detected) == 6
     for missed, result in enumerate(results[2:6], start=1):
@@ -128,16 +115,16 @@ def test_held_boxes_grow_by_the_speed_bound(scrfd, group_photo):
     assert np.allclose(overlap.max(axis=1), 1.0)  # each masked box is one of the detections
 
 
-def test_growth_from_walking_speed_and_depth(scrfd, group_photo):
+def test_growth_from_walking_speed_and_depth(scrfd, t1_full):
     """With depth and a focal length, a near face's held box grows at the walking speed."""
     assert grow_px_from_speed(1.5, 30.0, 600.0, 3.0) == pytest.approx(10.0)
     assert np.isnan(grow_px_from_speed(1.5, 30.0, 600.0, np.array([0.0]))[0])
     detector = MissingFacesDetector(scrfd, {1})
     masker = AVPrivacyMasker(detector=detector, seed=0, grow_px_per_frame=2.0,
                              walking_speed=1.5, frame_rate=30.0, focal_px=600.0)
-    depth = np.full(group_photo.shape[:2], 1000, np.uint16)  # everyone 1 m away
-    first = masker.process(group_photo, depth)
-    held = masker.process(group_photo, depth)
+    depth = np.full(t1_full.shape[:2], 1000, np.uint16)  # everyone 1 m away
+    first = masker.process(t1_full, depth)
+    held = masker.process(t1_full, depth)
     assert held.held_count == 6
     before = {t.track_id: t.box for t in first.tracks}
     for track in held.tracks:  # 1.5 m/s / 30 Hz × 600 px / 1 m = 30 px per frame
@@ -145,43 +132,43 @@ def test_growth_from_walking_speed_and_depth(scrfd, group_photo):
                                    atol=1e-3)
 
 
-def test_reset_and_single_images(scrfd, group_photo):
+def test_reset_and_single_images(scrfd, t1_full):
     """Unrelated images: held faces carry over until reset_tracking() or a new frame size."""
     masker = AVPrivacyMasker(detector=scrfd, seed=0)
-    blank = np.full_like(group_photo, 128)
-    masker.process(group_photo)
+    blank = np.full_like(t1_full, 128)
+    masker.process(t1_full)
     carried = masker.process(blank)
     assert carried.held_count == 6 and carried.mask.any() and len(carried.boxes) == 0
     masker.reset_tracking()
-    masker.process(group_photo)
+    masker.process(t1_full)
     masker.reset_tracking()
     clean = masker.process(blank)
     assert not clean.mask.any() and clean.tracks == []
     np.testing.assert_array_equal(clean.image, blank)
     # A new frame size is a new stream: nothing is held over.
-    masker.process(group_photo)
+    masker.process(t1_full)
     small = masker.process(np.full((240, 320, 3), 128, np.uint8))
     assert small.tracks == [] and not small.mask.any()
     # hold_frames 0: stateless apart from the noise.
     masker.configure(hold_frames=0)
-    masker.process(group_photo)
+    masker.process(t1_full)
     assert not masker.process(blank).mask.any()
-    _, _, mask, boxes, _ = masker.process_arrays(group_photo)
+    _, _, mask, boxes, _ = masker.process_arrays(t1_full)
     assert len(boxes) == 6 and uncovered_faces(mask, boxes) == 0
 
 
-def test_backward_pass_boxes_are_masked_with_the_private_mosaic(scrfd, group_photo):
+def test_backward_pass_boxes_are_masked_with_the_private_mosaic(scrfd, t1_full):
     """Boxes added after the fact (bag backward pass) are masked; other pixels stay."""
     detector = MissingFacesDetector(scrfd, {0})
     masker = AVPrivacyMasker(detector=detector, seed=0)
-    missed = masker.process(group_photo)
+    missed = masker.process(t1_full)
     assert not missed.mask.any()
     truth = detector.truth[0].boxes
-    fixed = masker.mask_extra_boxes(group_photo, missed, truth)
+    fixed = masker.mask_extra_boxes(t1_full, missed, truth)
     assert uncovered_faces(fixed.mask, truth) == 0
     assert [t.source for t in fixed.tracks] == ['backward'] * 6
-    np.testing.assert_array_equal(fixed.image[~fixed.mask], group_photo[~fixed.mask])
-    assert (fixed.image[fixed.mask] != group_photo[fixed.mask]).any(axis=1).mean() > 0.9
+    np.testing.assert_array_equal(fixed.image[~fixed.mask], t1_full[~fixed.mask])
+    assert (fixed.image[fixed.mask] != t1_full[fixed.mask]).any(axis=1).mean() > 0.9
 
 
 def test_tracker_ids_follow_faces_and_new_faces_are_masked_at_once():
