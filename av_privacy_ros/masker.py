@@ -265,7 +265,8 @@ class AVPrivacyMasker:
 
         Bad input (wrong dtype, shape, channels, empty image, depth of another size) raises
         ValueError. Any failure after that (detector, mask, anonymizer) yields the frame
-        anonymized over its whole area with ``failed_closed=True`` and the error.
+        anonymized over its whole area with ``failed_closed=True`` and the error. With depth
+        noise off, ``result.depth`` is the input depth array itself (no copy per frame).
         """
         check_bgr(bgr)
         if depth is not None:
@@ -295,7 +296,7 @@ class AVPrivacyMasker:
             depth_out = depth
             if depth is not None:
                 depth_out = (anonymize_depth(depth, mask, float(self.depth_noise_std), self.rng)
-                             if self.enable_depth_anon else depth.copy())
+                             if self.enable_depth_anon else depth)
             t_depth = time.perf_counter()
         except Exception as exc:  # noqa: BLE001 - fail closed on any pipeline error
             LOGGER.error('frame failed closed: %s', exc)
@@ -364,7 +365,7 @@ class AVPrivacyMasker:
             if depth is not None:
                 depth = check_depth(depth, shape)
                 depth_out = (anonymize_depth(depth, mask, float(self.depth_noise_std), self.rng)
-                             if self.enable_depth_anon else depth.copy())
+                             if self.enable_depth_anon else depth)
         except Exception as exc:  # noqa: BLE001 - fail closed on any error
             LOGGER.error('frame failed closed: %s', exc)
             return self.anonymize_whole_frame(bgr, depth, error='%s: %s'
