@@ -213,7 +213,7 @@ def image_to_depth(msg: Any) -> np.ndarray:
     return np.ascontiguousarray(native)
 
 
-def bgr_to_image_fields(bgr: np.ndarray, encoding: str = 'bgr8') -> Tuple[str, int, bytes]:
+def bgr_to_image_fields(bgr: np.ndarray, encoding: str = 'bgr8') -> Tuple[str, int, np.ndarray]:
     """
     Return ``(encoding, step, data)`` for a BGR uint8 H x W x 3 image in the given encoding.
 
@@ -238,10 +238,10 @@ def bgr_to_image_fields(bgr: np.ndarray, encoding: str = 'bgr8') -> Tuple[str, i
         out = np.ascontiguousarray(bgr)
     else:
         out = cv2.cvtColor(np.ascontiguousarray(bgr), _FROM_BGR[name])
-    return name, width * _CHANNELS[name], out.tobytes()
+    return name, width * _CHANNELS[name], out
 
 
-def depth_to_image_fields(depth: np.ndarray, encoding: str) -> Tuple[str, int, bytes]:
+def depth_to_image_fields(depth: np.ndarray, encoding: str) -> Tuple[str, int, np.ndarray]:
     """
     Return ``(encoding, step, data)`` for an H x W depth array, little-endian.
 
@@ -268,10 +268,10 @@ def depth_to_image_fields(depth: np.ndarray, encoding: str) -> Tuple[str, int, b
             'before publishing.' % (name, 'uint16 millimetres' if want.kind == 'u'
                                     else 'float32 metres', depth.dtype))
     little = np.ascontiguousarray(depth, dtype=want.newbyteorder('<'))
-    return name, width * want.itemsize, little.tobytes()
+    return name, width * want.itemsize, little
 
 
-def mask_to_mono8_fields(mask: np.ndarray) -> Tuple[str, int, bytes]:
+def mask_to_mono8_fields(mask: np.ndarray) -> Tuple[str, int, np.ndarray]:
     """
     Return ``('mono8', step, data)`` for a bool H x W mask: 255 inside the mask, 0 outside.
 
@@ -285,7 +285,7 @@ def mask_to_mono8_fields(mask: np.ndarray) -> Tuple[str, int, bytes]:
         raise ValueError('The mask is empty (%d x %d pixels).' % (width, height))
     # np.where reads truth values, whatever byte a bool view happens to hold.
     mono = np.where(mask, np.uint8(255), np.uint8(0))
-    return 'mono8', width, mono.tobytes()
+    return 'mono8', width, mono
 
 
 def _describe(value: Any) -> str:

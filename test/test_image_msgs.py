@@ -75,7 +75,7 @@ def test_colour_round_trip_through_a_real_image_message(encoding: str) -> None:
     assert name == encoding
     channels = {'bgr8': 3, 'rgb8': 3, 'bgra8': 4, 'rgba8': 4, 'mono8': 1}[encoding]
     assert step == W * channels
-    assert data == np.ascontiguousarray(_wire_pixels(bgr, encoding)).tobytes()
+    assert data.tobytes() == np.ascontiguousarray(_wire_pixels(bgr, encoding)).tobytes()
 
     header = _header()
     msg = fill_image_msg(Image(), header, H, W, name, step, data)
@@ -187,7 +187,7 @@ def test_depth_round_trip_keeps_values_and_invalid_pixels(encoding: str) -> None
     depth = _depth_sample(encoding)
     name, step, data = depth_to_image_fields(depth, encoding)
     assert name == encoding and step == W * depth.itemsize
-    assert data == depth.astype(depth.dtype.newbyteorder('<')).tobytes()
+    assert data.tobytes() == depth.astype(depth.dtype.newbyteorder('<')).tobytes()
     msg = fill_image_msg(Image(), _header(), H, W, name, step, data)
     back = image_to_depth(msg)
     assert back.dtype == depth.dtype and back.dtype.isnative
