@@ -14,7 +14,7 @@ export FASTDDS_DEFAULT_PROFILES_FILE ?= $(abspath config/fastdds_large_frames.xm
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: venv test demo bench lint clean
+.PHONY: venv test demo bench lint clean adversarial
 
 venv: $(STAMP)
 
@@ -34,6 +34,10 @@ demo: venv
 # Every scripts/bench*.py prints its own table (core, node over DDS, bag, tracking).
 bench: venv
 	@for script in scripts/bench*.py; do echo "== $$script"; $(VPY) $$script || exit 1; done
+
+# The adversarial suite alone, with its figures (cases tried, raw face pixels, inputs lost).
+adversarial: venv
+	$(VPY) -m pytest -q -p no:cacheprovider test/adversarial
 
 lint: venv
 	$(VPY) -m pytest -q -p no:cacheprovider test/test_flake8.py test/test_pep257.py
