@@ -7,7 +7,9 @@ and it calls ``callback(msg0, msg1)`` for every matched pair.  It follows the be
 ``message_filters.ApproximateTimeSynchronizer`` (ROS 2, Python) for two inputs:
 
 * every input keeps a queue of at most ``queue_size`` messages; when a queue is full, the
-  message with the oldest stamp is dropped;
+  message that arrived first is dropped (``message_filters`` drops the one with the oldest
+  stamp, so a few messages stamped in the future would stay forever and every newer arrival
+  would be dropped at once);
 * a new message is paired with the queued message of the other input whose stamp is closest
   to its own, provided the difference is at most ``slop`` seconds; both leave their queues, so
   each message is used at most once;
@@ -17,10 +19,18 @@ Differences, chosen for a privacy pipeline that republishes frames:
 
 * ``slop`` is inclusive (``message_filters`` needs a difference strictly below it), with a
   1 microsecond tolerance for float rounding of epoch stamps;
-* with ``in_order=True`` (the default) output stamps never go backwards on either input: after a
-  pair is emitted, queued messages older than it are dropped, and a late message whose stamp is
-  not newer than the last one paired from its input is dropped at once
-  (``message_filters`` could still pair them and emit an older pair after a newer one);
+* with ``in_order=True`` (the default) output stamps never go backwards on either input within
+  one stretch of time: after a pair is emitted, queued messages older than it are dropped, and
+  a late message whose stamp is older than the last one paired from its input, but by no more
+  than ``slop``, is dropped at once (``message_filters`` could still pair them and emit an
+  older pair after a newer one).  A stamp equal to the last paired one is a new frame (cameras
+  and simulators that leave every stamp at zero, a republished frame) and pairs again;
+* time may jump: a message older than the last paired one of its input by more than ``slop``
+  (a bag played with ``--loop``, a simulator reset, the first normal frame after one stamped
+  far in the future) starts a new stretch of time on that input: its last pair is forgotten,
+  so pairing resumes with the very next message of the other input.  Queued messages from
+  before the jump leave with the queue's first-in, first-out eviction.  No stamp, however far
+  in the future, can block later messages.  :attr:`time_jumps` counts these restarts;
 * the callback runs after the lock is released, so it may take long or call :meth:`add` again.
   Calls to :meth:`add` from several threads are safe; the callbacks they trigger then run in
   those threads.
@@ -105,6 +115,7 @@ class ApproximateTimePairer:
         self._last_paired: List[Optional[float]] = [None] * self.NUM_INPUTS
         self._dropped = [0] * self.NUM_INPUTS
         self._paired = 0
+        self._time_jumps = 0
 
     @property
     def dropped(self) -> int:
@@ -123,6 +134,12 @@ class ApproximateTimePairer:
         """Return how many pairs were emitted."""
         with self._lock:
             return self._paired
+
+    @property
+    def time_jumps(self) -> int:
+        """Return how many times an input's stamps jumped back and pairing restarted."""
+        with self._lock:
+            return self._time_jumps
 
     @property
     def pending(self) -> Tuple[int, ...]:
@@ -161,22 +178,26 @@ class ApproximateTimePairer:
         return pair
 
     def _add_locked(self, index: int, stamp: float, msg: Any) -> Optional[Tuple[Any, Any]]:
-        last = self._last_paired[index]
-        if self.in_order and last is not None and stamp <= last:
-            self._dropped[index] += 1  # too late: an equal or newer one was already paired
-            return None
+        limit = self.slop + STAMP_TOLERANCE_S
         queue = self._queues[index]
+        last = self._last_paired[index]
+        if last is not None and stamp < last - limit:
+            # Time jumped back on this input: start a new stretch of time from this message.
+            self._time_jumps += 1
+            self._last_paired[index] = None
+            last = None
+        if self.in_order and last is not None and stamp < last:
+            self._dropped[index] += 1  # too late: a newer one was already paired
+            return None
         if stamp in queue:
             self._dropped[index] += 1  # same stamp again: the newer message replaces it
-        queue[stamp] = msg
+            del queue[stamp]
+        queue[stamp] = msg  # dicts keep arrival order: the first key arrived first
         while len(queue) > self.queue_size:
-            del queue[min(queue)]
+            del queue[next(iter(queue))]
             self._dropped[index] += 1
-        if stamp not in queue:
-            return None  # it was the oldest of a full queue
         other_index = 1 - index
         other = self._queues[other_index]
-        limit = self.slop + STAMP_TOLERANCE_S
         best: Optional[float] = None
         best_delta = math.inf
         for candidate in other:
@@ -201,3 +222,19 @@ class ApproximateTimePairer:
         if index == 0:
             return msg, partner
         return partner, msg
+
+
+def prune_newer(queue: Dict[Any, Any], newest_kept: Any) -> int:
+    """
+    Remove the entries of ``queue`` (stamp -> message) stamped after ``newest_kept``.
+
+    Return how many were removed.  The node applies this to the queues of
+    ``message_filters.ApproximateTimeSynchronizer`` when a message arrives: that synchronizer
+    drops the message with the oldest stamp from a full queue, so messages from before a jump
+    back in time (or stamped in the future) would stay forever and, once they fill the queue,
+    every new message would be dropped on arrival.
+    """
+    newer = [stamp for stamp in queue if stamp > newest_kept]
+    for stamp in newer:
+        del queue[stamp]
+    return len(newer)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any, List, Tuple
 
-from av_privacy_ros.sync import ApproximateTimePairer, stamp_to_sec
+from av_privacy_ros.sync import ApproximateTimePairer, prune_newer, stamp_to_sec
 from builtin_interfaces.msg import Time
 import numpy as np
 import pytest
@@ -87,14 +87,14 @@ def test_queue_overflow_drops_the_oldest_and_counts_it() -> None:
     assert rec.pairs == [('c2', 'd2')]
 
 
-def test_a_new_message_older_than_a_full_queue_is_dropped_itself() -> None:
-    """When the arriving message is the oldest of a full queue, it is the one dropped."""
+def test_a_full_queue_forgets_the_message_that_arrived_first() -> None:
+    """Eviction follows arrival, so messages stamped in the future cannot hog a full queue."""
     pairer, _ = _pairer(queue_size=2, slop=0.005, in_order=False)
     pairer.add(COLOUR, EPOCH + 5, 'c5')
     pairer.add(COLOUR, EPOCH + 6, 'c6')
     pairer.add(DEPTH, EPOCH + 1, 'd1')
-    assert pairer.add(COLOUR, EPOCH + 1, 'c1') is None
-    assert pairer.pending == (2, 1) and pairer.dropped == 1
+    assert pairer.add(COLOUR, EPOCH + 1, 'c1') == ('c1', 'd1')
+    assert pairer.pending == (1, 0) and pairer.dropped == 1  # c5 left, c6 still waits
 
 
 def test_each_message_is_used_at_most_once() -> None:
@@ -124,9 +124,10 @@ def test_out_of_order_arrivals_pair_correctly_and_output_never_goes_back() -> No
     pairer.add(DEPTH, EPOCH + 1 / 30, 'd1')
     pairer.add(DEPTH, EPOCH + 2 / 30, 'd2')
     assert rec.pairs == [('c1', 'd1'), ('c2', 'd2')]
-    # A colour/depth pair from before the last emitted pair arrives late: both are dropped.
-    assert pairer.add(DEPTH, EPOCH + 1.5 / 30, 'late_d') is None
-    assert pairer.add(COLOUR, EPOCH + 1.5 / 30, 'late_c') is None
+    # A colour/depth pair from just before the last emitted pair (within the slop) arrives
+    # late: both are dropped.
+    assert pairer.add(DEPTH, EPOCH + 2 / 30 - 0.008, 'late_d') is None
+    assert pairer.add(COLOUR, EPOCH + 2 / 30 - 0.008, 'late_c') is None
     assert pairer.dropped_per_input == (1, 1) and pairer.pending == (0, 0)
     assert len(rec.pairs) == 2
 
@@ -296,3 +297,59 @@ def test_lost_depth_frames_never_mix_frames_when_slop_is_under_half_a_period() -
     pairs, both, _, _ = _simulate_stream(0.015, depth_loss=0.1, seed=0)
     assert len(pairs) >= 0.95 * both
     assert all(c[0] == d[0] for c, d in pairs)
+
+
+def _feed_frames(pairer: ApproximateTimePairer, stamps: List[float], tag: str) -> None:
+    """Feed one colour and one depth message per stamp, colour first."""
+    for k, stamp in enumerate(stamps):
+        pairer.add(COLOUR, stamp, 'c_%s%d' % (tag, k))
+        pairer.add(DEPTH, stamp, 'd_%s%d' % (tag, k))
+
+
+@pytest.mark.parametrize('jump_back_s', [0.05, 10.0, EPOCH])
+def test_pairing_resumes_at_once_after_a_jump_back_in_time(jump_back_s: float) -> None:
+    """A bag played with --loop or a simulator reset: the first frame after the jump pairs."""
+    pairer, rec = _pairer(slop=0.015)
+    before = [EPOCH + k / 30 for k in range(30)]
+    _feed_frames(pairer, before, 'a')
+    start = before[-1] - jump_back_s
+    _feed_frames(pairer, [start + k / 30 for k in range(30)], 'b')
+    assert len(rec.pairs) == 60, 'every frame after the jump must pair'
+    assert rec.pairs[30] == ('c_b0', 'd_b0')
+    assert pairer.time_jumps == 2  # one restart per input
+
+
+def test_one_pair_stamped_far_in_the_future_blocks_nothing() -> None:
+    """An outlier pair (a camera clock glitch, a hostile publisher) does not stop later pairs."""
+    pairer, rec = _pairer(slop=0.015)
+    _feed_frames(pairer, [EPOCH + k / 30 for k in range(5)], 'a')
+    _feed_frames(pairer, [EPOCH + 1e6], 'future')
+    _feed_frames(pairer, [EPOCH + (5 + k) / 30 for k in range(5)], 'b')
+    assert [pair[0] for pair in rec.pairs[-6:]] == ['c_future0'] + ['c_b%d' % k
+                                                                     for k in range(5)]
+
+
+@pytest.mark.parametrize('in_order', [True, False])
+def test_a_full_queue_of_future_stamps_blocks_nothing(in_order: bool) -> None:
+    """Colour messages stamped in the future, without depth, are evicted by newer arrivals."""
+    pairer, rec = _pairer(queue_size=3, slop=0.015, in_order=in_order)
+    for k in range(3):
+        pairer.add(COLOUR, EPOCH + 1e6 + k, 'future%d' % k)
+    _feed_frames(pairer, [EPOCH + k / 30 for k in range(6)], 'a')
+    assert [pair[0] for pair in rec.pairs] == ['c_a%d' % k for k in range(6)]
+
+
+def test_repeated_zero_stamps_and_duplicate_stamps_keep_pairing() -> None:
+    """A driver that leaves every stamp at zero, or sends one stamp twice, still gets output."""
+    pairer, rec = _pairer(slop=0.015)
+    _feed_frames(pairer, [0.0] * 5, 'zero')
+    assert [pair[0] for pair in rec.pairs] == ['c_zero%d' % k for k in range(5)]
+    _feed_frames(pairer, [EPOCH, EPOCH], 'dup')
+    assert [pair[0] for pair in rec.pairs[5:]] == ['c_dup0', 'c_dup1']
+    assert pairer.dropped == 0
+
+
+def test_prune_newer_removes_only_entries_after_the_limit() -> None:
+    """The helper that keeps message_filters' queues free of stale future stamps."""
+    queue = {1: 'a', 5: 'b', 9: 'c'}
+    assert prune_newer(queue, 5) == 1 and list(queue) == [1, 5]
