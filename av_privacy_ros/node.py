@@ -37,7 +37,7 @@ from .image_msgs import (
     bgr_to_image_fields, canonical_encoding, depth_to_image_fields, fill_image_msg,
     image_to_bgr, image_to_depth, mask_to_mono8_fields)
 from .masker import AVPrivacyMasker, FrameResult
-from .sync import ApproximateTimePairer, stamp_to_sec
+from .sync import ApproximateTimePairer, prune_newer, stamp_to_sec
 
 try:  # message_filters is part of a ROS install but not on PyPI.
     from message_filters import ApproximateTimeSynchronizer, Subscriber as FilterSubscriber
@@ -49,6 +49,8 @@ NODE_NAME = 'anonymizer'
 WARMUP_SIZE = (640, 480)
 LOG_THROTTLE_S = 5.0
 LATENCY_WINDOW = 512
+STALL_S = 1.0
+"""Seconds of input without any output after which /diagnostics reports WARN with a reason."""
 
 # AVPrivacyMasker keyword arguments that only its constructor takes (read-only parameters).
 _CONSTRUCTION_KEYS = frozenset((
@@ -67,7 +69,13 @@ def _descriptor(spec: params.ParamSpec) -> ParameterDescriptor:
         descriptor.additional_constraints = 'one of: ' + ', '.join(spec.choices)
     elif spec.item_choices:
         descriptor.additional_constraints = 'each entry one of: ' + ', '.join(spec.item_choices)
-    if spec.min_value is not None and spec.max_value is not None:
+    if spec.max_reason:
+        # No range in the descriptor: rclpy would refuse a larger value with its own generic
+        # "out of range" text before the node can say why the limit is there.
+        descriptor.additional_constraints = 'from %s to %s; at most %s: %s' % (
+            params._fmt(spec.min_value), params._fmt(spec.max_value),
+            params._fmt(spec.max_value), spec.max_reason)
+    elif spec.min_value is not None and spec.max_value is not None:
         if spec.type_name == 'int':
             descriptor.integer_range = [IntegerRange(
                 from_value=int(spec.min_value), to_value=int(spec.max_value), step=1)]
@@ -81,6 +89,9 @@ def combination_problem(values: Dict[str, Any]) -> Optional[str]:
     """Return why a set of parameter values cannot work together, or None."""
     if values['mask.mode'] == 'depth' and not values['use_depth']:
         return 'mask.mode depth needs use_depth true (there is no depth image to guide the mask)'
+    if values['sync.pairer'] == 'message_filters' and ApproximateTimeSynchronizer is None:
+        return ('sync.pairer message_filters needs the message_filters package, which is not '
+                'installed (install ros-<distro>-message-filters, or use sync.pairer builtin)')
     return None
 
 
@@ -126,6 +137,27 @@ class _Stats:
         self.tracks_held = 0
         self.track_sources = ''
         self.last_error = ''
+        self.time_jumps = 0
+        self.filter_pruned = 0
+        # Stall detection: when the last output left, when input first arrived after it, and
+        # the counters at the last output (what changed since tells why nothing is published).
+        self.last_output = time.monotonic()
+        self.last_input = 0.0
+        self.first_input_since_output: Optional[float] = None
+        self.at_last_output: Dict[str, int] = {}
+
+    def counters(self) -> Dict[str, int]:
+        """Return the counters that explain a stall (call with the lock held)."""
+        return {'images': self.images_received, 'depths': self.depths_received,
+                'pairs': self.frames_in, 'input_errors': self.input_errors,
+                'failed_closed': self.failed_closed}
+
+    def input_arrived(self) -> None:
+        """Note that an input message arrived now (call with the lock held)."""
+        now = time.monotonic()
+        self.last_input = now
+        if self.first_input_since_output is None:
+            self.first_input_since_output = now
 
 
 class _LogForwarder(logging.Handler):
@@ -200,11 +232,16 @@ class AnonymizerNode(Node):
             self._apply_live_settings(masker)
         self._masker = masker
         self.get_logger().info('face detector: %s on %s' % (masker.backend, masker.provider))
+        self._weakenings = params.privacy_weakenings(self._values)
+        self._log_weakenings()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._create_topics()
         self._last_diag = (time.monotonic(), 0, 0)
         self._diag_timer = self.create_timer(float(self._values['diagnostics_period']),
                                              self._publish_diagnostics)
+        # rclpy's signal handler shuts the context down before destroy_node runs: stop the
+        # worker first, so that it never publishes through a dead context.
+        self.context.on_shutdown(self._stop_worker)
         self._worker = threading.Thread(target=self._worker_loop, name='anonymizer-worker',
                                         daemon=True)
         self._worker.start()
@@ -280,13 +317,18 @@ class AnonymizerNode(Node):
             return
         queue_size = int(self._values['sync.queue_size'])
         slop = float(self._values['sync.slop'])
-        if ApproximateTimeSynchronizer is not None:
+        self._slop = slop
+        self._newest_stamp: List[Optional[float]] = [None, None]
+        self._filter_sync: Any = None
+        if self._values['sync.pairer'] != 'builtin' and ApproximateTimeSynchronizer is not None:
             image_sub = FilterSubscriber(self, Image, 'image', qos_profile=in_qos)
             depth_sub = FilterSubscriber(self, Image, 'depth', qos_profile=in_qos)
-            image_sub.registerCallback(self._count_image)
-            depth_sub.registerCallback(self._count_depth)
+            # Registered before the synchronizer, so these run before it sees each message.
+            image_sub.registerCallback(self._count_image_for_filter)
+            depth_sub.registerCallback(self._count_depth_for_filter)
             sync = ApproximateTimeSynchronizer([image_sub, depth_sub], queue_size, slop)
             sync.registerCallback(self._on_pair)
+            self._filter_sync = sync
             self._subscriptions_kept += [image_sub, depth_sub, sync]
             self._sync_kind = 'message_filters'
         else:
@@ -330,16 +372,65 @@ class AnonymizerNode(Node):
         self._fail_mode = str(new['fail_mode'])
         for name in changed_names:
             self.get_logger().info('parameter %s set to %r' % (name, new[name]))
+        weakenings = params.privacy_weakenings(new)
+        if weakenings != self._weakenings:
+            self._weakenings = weakenings
+            self._log_weakenings()
         return SetParametersResult(successful=True)
+
+    def _log_weakenings(self) -> None:
+        """Log every setting that weakens privacy (at start and after each live change)."""
+        for sentence in self._weakenings:
+            self.get_logger().warning('privacy weakened: %s' % sentence)
 
     # -- input callbacks (executor thread) --------------------------------------------------
     def _count_image(self, _msg: Image) -> None:
         with self._stats.lock:
             self._stats.images_received += 1
+            self._stats.input_arrived()
 
     def _count_depth(self, _msg: Image) -> None:
         with self._stats.lock:
             self._stats.depths_received += 1
+            self._stats.input_arrived()
+
+    def _count_image_for_filter(self, msg: Image) -> None:
+        self._count_image(msg)
+        self._guard_filter_queue(0, msg)
+
+    def _count_depth_for_filter(self, msg: Image) -> None:
+        self._count_depth(msg)
+        self._guard_filter_queue(1, msg)
+
+    def _guard_filter_queue(self, index: int, msg: Image) -> None:
+        """
+        Keep message_filters pairing after a jump back in time or a stamp in the future.
+
+        Its synchronizer drops the message with the oldest stamp from a full queue: messages
+        from before a jump back (a bag loop, a simulator reset) or stamped in the future would
+        stay in the queue forever and, once they fill it, every new message would be dropped.
+        Before the synchronizer sees a message, the queued ones of its input stamped after it
+        (beyond sync.slop) are removed.
+        """
+        try:
+            stamp = stamp_to_sec(msg.header.stamp)
+        except ValueError:
+            return  # the worker refuses the message and counts it
+        newest = self._newest_stamp[index]
+        if newest is not None and stamp < newest - self._slop:
+            with self._stats.lock:
+                self._stats.time_jumps += 1
+        self._newest_stamp[index] = stamp
+        queues = getattr(self._filter_sync, 'queues', None)
+        lock = getattr(self._filter_sync, 'lock', None)
+        if queues is None or lock is None:
+            return  # another message_filters version: nothing to guard
+        newest_kept = int(round((stamp + self._slop) * 1e9)) + 1000
+        with lock:
+            removed = prune_newer(queues[index], newest_kept)
+        if removed:
+            with self._stats.lock:
+                self._stats.filter_pruned += removed
 
     def _on_image_for_pairer(self, msg: Image) -> None:
         self._count_image(msg)
@@ -416,6 +507,8 @@ class AnonymizerNode(Node):
             try:
                 self._process_pair(image, depth, received, started)
             except Exception as exc:  # noqa: BLE001 - the worker must survive any frame
+                if self._stop.is_set() or not self.context.ok():
+                    return  # shutting down: publishing through a dead context is expected
                 self._count_error('publish_errors', exc)
                 self.get_logger().error('frame not published: %s: %s'
                                         % (type(exc).__name__, exc),
@@ -472,23 +565,33 @@ class AnonymizerNode(Node):
     def _publish(self, result: FrameResult, image: Image, depth_msg: Optional[Image],
                  encoding: str, depth_encoding: str, received: float, started: float) -> None:
         height, width = result.image.shape[:2]
-        # Convert everything first, so a conversion error publishes nothing at all.
-        image_fields = bgr_to_image_fields(result.image, encoding)
+        # Convert everything first, so a conversion error publishes nothing at all.  The
+        # outputs keep the inputs' row padding (step) and byte order.
+        image_fields = bgr_to_image_fields(result.image, encoding, step=image.step)
+        image_big = 1 if image.is_bigendian else 0
         mask_fields = mask_to_mono8_fields(result.mask)
         depth_fields = None
+        depth_big = 0
         if depth_msg is not None and self._pub_depth is not None and result.depth is not None:
-            depth_fields = depth_to_image_fields(result.depth, depth_encoding)
+            depth_big = 1 if depth_msg.is_bigendian else 0
+            depth_fields = depth_to_image_fields(result.depth, depth_encoding,
+                                                 step=depth_msg.step, big_endian=bool(depth_big))
+        if self._stop.is_set():
+            return  # shutting down: the publishers' context may already be gone
         self._pub_image.publish(fill_image_msg(Image(), image.header, height, width,
-                                               *image_fields))
+                                               *image_fields, is_bigendian=image_big))
         if depth_fields is not None:
             self._pub_depth.publish(fill_image_msg(Image(), depth_msg.header, height, width,
-                                                   *depth_fields))
+                                                   *depth_fields, is_bigendian=depth_big))
         self._pub_mask.publish(fill_image_msg(Image(), image.header, height, width,
                                               *mask_fields))
         published = time.monotonic()
         latency = published - received
         with self._stats.lock:
             stats = self._stats
+            stats.last_output = published
+            stats.first_input_since_output = None
+            stats.at_last_output = stats.counters()
             stats.frames_out += 1
             stats.latencies.append(latency)
             stats.period_latencies.append(latency)
@@ -545,7 +648,55 @@ class AnonymizerNode(Node):
         return result
 
     def _sync_dropped(self) -> int:
-        return self._pairer.dropped if self._pairer is not None else 0
+        if self._pairer is not None:
+            return self._pairer.dropped
+        with self._stats.lock:
+            return self._stats.filter_pruned  # message_filters does not count its own drops
+
+    def _time_jumps(self) -> int:
+        with self._stats.lock:
+            jumps = self._stats.time_jumps
+        return jumps + (self._pairer.time_jumps if self._pairer is not None else 0)
+
+    def _stall_reason(self, now: float) -> Optional[str]:
+        """
+        Return why nothing was published for STALL_S while input arrives, or None.
+
+        Compares the counters with those at the last output: which inputs arrived, whether they
+        were paired, refused as malformed, or failed closed with fail_mode drop.
+        """
+        with self._stats.lock:
+            stats = self._stats
+            first = stats.first_input_since_output
+            if first is None or now - first < STALL_S:
+                return None
+            if now - stats.last_input > max(STALL_S, float(self._values['diagnostics_period'])):
+                return None  # the input stopped: idle, not stalled
+            current = stats.counters()
+            before = stats.at_last_output
+            last_error = stats.last_error
+            silent_s = now - max(stats.last_output, 0.0)
+        delta = {name: value - before.get(name, 0) for name, value in current.items()}
+        if delta['input_errors'] > 0:
+            why = 'the inputs are malformed and dropped (%s)' % last_error[:160]
+        elif delta['pairs'] > 0 and delta['failed_closed'] > 0 and self._fail_mode == 'drop':
+            why = ('frames fail closed (%s) and fail_mode is drop'
+                   % (last_error[:160] or 'detector warm-up not finished'))
+        elif delta['pairs'] > 0:
+            why = ('frames arrive but are not processed: the worker is stuck or takes more '
+                   'than %.0f s a frame' % STALL_S)
+        elif self._use_depth and delta['images'] > 0 and delta['depths'] == 0:
+            why = 'colour images arrive but no depth image (use_depth is true)'
+        elif self._use_depth and delta['depths'] > 0 and delta['images'] == 0:
+            why = 'depth images arrive but no colour image'
+        elif self._use_depth:
+            why = ('colour and depth images arrive but are not paired: their stamps differ by '
+                   'more than sync.slop (%g s); check that depth is aligned and stamped like '
+                   'colour' % self._slop)
+        else:
+            why = 'images arrive but none was processed'
+        return 'nothing published for %.1f s while input arrives: %s' % (
+            min(silent_s, now - first), why)
 
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
@@ -569,19 +720,24 @@ class AnonymizerNode(Node):
         in_fps = (frames_in - last_in) / elapsed
         out_fps = (frames_out - last_out) / elapsed
         sync_dropped = self._sync_dropped()
-        level, message = DiagnosticStatus.OK, 'anonymizing faces'
+        findings: List[Tuple[int, str]] = []
         if self._warmup_error:
-            level = DiagnosticStatus.ERROR
-            message = 'detector failed (%s); frames are anonymized over their whole area' % (
-                self._warmup_error)
+            findings.append((ord(DiagnosticStatus.ERROR), (
+                'detector failed (%s); frames are anonymized over their whole area'
+                % self._warmup_error)))
         elif not self._ready:
-            level, message = DiagnosticStatus.WARN, 'detector warming up; frames fail closed'
-        elif images and frames_in == 0 and self._use_depth:
-            level = DiagnosticStatus.WARN
-            message = ('colour images arrive but are not paired with depth: check that depth '
-                       'is published, aligned and stamped like colour (sync.slop)')
-        elif frames_in > last_in and frames_out == last_out:
-            level, message = DiagnosticStatus.WARN, 'frames arrive but none was published'
+            findings.append((ord(DiagnosticStatus.WARN),
+                             'detector warming up; frames fail closed'))
+        stall = self._stall_reason(now)
+        if stall:
+            findings.append((ord(DiagnosticStatus.WARN), stall))
+        for sentence in self._weakenings:
+            findings.append((ord(DiagnosticStatus.WARN), 'privacy weakened: ' + sentence))
+        if findings:
+            level = bytes([max(found_level for found_level, _ in findings)])
+            message = '; '.join(text for _, text in findings)
+        else:
+            level, message = DiagnosticStatus.OK, 'anonymizing faces'
         values = [
             ('backend', self._masker.backend),
             ('provider', self._masker.provider),
@@ -598,6 +754,8 @@ class AnonymizerNode(Node):
             ('frames_dropped', str(snapshot['dropped_busy'] + sync_dropped)),
             ('dropped_busy', str(snapshot['dropped_busy'])),
             ('dropped_unpaired', str(sync_dropped)),
+            ('time_jumps', str(self._time_jumps())),
+            ('privacy_weakened', str(len(self._weakenings))),
             ('failed_closed', str(snapshot['failed_closed'])),
             ('input_errors', str(snapshot['input_errors'])),
             ('publish_errors', str(snapshot['publish_errors'])),
@@ -627,13 +785,17 @@ class AnonymizerNode(Node):
             self.get_logger().debug('diagnostics not published: %s' % exc)
 
     # -- shutdown ---------------------------------------------------------------------------
-    def destroy_node(self) -> None:
-        """Stop the worker thread, detach the log forwarder and destroy the node."""
+    def _stop_worker(self) -> None:
+        """Stop the worker thread and wait for the frame it is publishing, if any."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
         if self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join(timeout=5.0)
+
+    def destroy_node(self) -> None:
+        """Stop the worker thread, detach the log forwarder and destroy the node."""
+        self._stop_worker()
         self._remove_log_forwarder()
         super().destroy_node()
 

@@ -30,6 +30,7 @@ class ParamSpec:
     max_value: Optional[float] = None
     read_only: bool = False
     item_choices: Optional[Tuple[str, ...]] = None  # for string arrays
+    max_reason: str = ''  # why max_value is the limit, told to whoever asks for more
 
     @property
     def type_name(self) -> str:
@@ -63,8 +64,21 @@ def _fmt(value: Optional[float]) -> str:
     return str(value)
 
 
+DEFAULT_DET_LONG_SIDE = 640  # same as detection.DEFAULT_DET_LONG_SIDE (no onnx import here)
 PROVIDER_NAMES = ('tensorrt', 'cuda', 'cpu')
 NOISE_MODES = ('cell', 'pixel', 'laplace')
+PAIRER_NAMES = ('auto', 'message_filters', 'builtin')
+
+# The privacy floor: the highest face score threshold anyone may set, live or in a file.
+# Measured on the sample images (insightface's group photo t1, 6 faces, at 1280x886 and at
+# 640x480): the lowest score of a real face is 0.823 with SCRFD-500M, 0.858 with SCRFD-2.5G and
+# 0.803 with CenterFace, so any threshold up to 0.80 still "passes" these clear, frontal,
+# well-lit faces while thresholds of 0.85-0.95 drop some or all of them.  Faces on real
+# footage (profile, small, blurred, partly covered) score far lower: on held-back real video a
+# threshold of 0.5 already missed about 10 % of the faces and 0.3 about 1 %.  0.5 keeps a
+# margin of 0.3 below the weakest clear face, is the seed API's own default, and refuses every
+# value that makes a detector miss clear faces.
+CONF_THRESH_PRIVACY_FLOOR = 0.5
 
 PARAMETERS: Tuple[ParamSpec, ...] = (
     # Inputs and outputs.
@@ -100,7 +114,12 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               'persistent: a first engine build takes minutes on a Jetson.', read_only=True),
     ParamSpec('detector.conf_thresh', 0.3,
               'Face score threshold. Lower misses fewer faces (privacy first); a false positive '
-              'only costs a few mosaic cells.', min_value=0.05, max_value=0.95),
+              'only costs a few mosaic cells. At most 0.5, the privacy floor: higher '
+              'thresholds miss real faces.', min_value=0.05,
+              max_value=CONF_THRESH_PRIVACY_FLOOR,
+              max_reason='the privacy floor: real faces score as low as 0.80 on clear sample '
+                         'photos and far lower on real footage, so a higher threshold publishes '
+                         'faces unmasked'),
     ParamSpec('detector.det_width', 0,
               'Detector input width in pixels; 0 follows the frame (long side 640, same aspect). '
               'Smaller sizes are faster but miss small faces.', min_value=0, max_value=4096,
@@ -167,6 +186,11 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
     ParamSpec('depth.noise_std', 0.05,
               'Standard deviation of the depth noise in metres.', min_value=0.0, max_value=5.0),
     # Synchronisation.
+    ParamSpec('sync.pairer', 'auto',
+              'Colour/depth pairing: message_filters (its ApproximateTimeSynchronizer), '
+              'builtin (this package) or auto (message_filters when it is installed). Both '
+              'recover from jumps back in time and from stamps in the future.',
+              choices=PAIRER_NAMES, read_only=True),
     ParamSpec('sync.queue_size', 10,
               'Messages kept per input while pairing colour and depth.', min_value=1,
               max_value=1000, read_only=True),
@@ -216,7 +240,8 @@ def validate(name: str, value: Any) -> Optional[str]:
         if spec.min_value is not None and value < spec.min_value:
             return '%s must be >= %s, got %r' % (name, _fmt(spec.min_value), value)
         if spec.max_value is not None and value > spec.max_value:
-            return '%s must be <= %s, got %r' % (name, _fmt(spec.max_value), value)
+            because = ' (%s)' % spec.max_reason if spec.max_reason else ''
+            return '%s must be <= %s, got %r%s' % (name, _fmt(spec.max_value), value, because)
         return None
     if kind == 'string[]':
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
@@ -310,6 +335,71 @@ def resolve(overrides: Optional[Mapping[str, Any]] = None) -> Dict[str, ParamVal
             raise ValueError(reason)
         values[name] = coerce(name, value)
     return values
+
+
+def privacy_weakenings(values: Mapping[str, Any]) -> List[str]:
+    """
+    Return one sentence for every setting in ``values`` that weakens privacy; [] when none.
+
+    ``values`` maps dotted parameter names to values (missing names count as their defaults).
+    A weakening is a valid setting that lets more of a face through than the privacy-first
+    defaults: a face score threshold above the default, no temporal hold, no mosaic noise or
+    per-pixel noise (it averages out inside a cell), Laplace noise with a larger epsilon than
+    the default, mosaic cells finer than the private default (a smaller minimum cell, more
+    cells across a face, or fixed-size cells), less mask padding or dilation, and a detector
+    input smaller than the default 640 pixels on its long side (small faces are missed).
+    Depth noise being off is the documented default (depth shows no face) and is not one.
+    """
+    merged: Dict[str, Any] = defaults()
+    merged.update(values)
+    base = defaults()
+    found: List[str] = []
+    threshold = float(merged['detector.conf_thresh'])
+    if threshold > float(base['detector.conf_thresh']):
+        found.append('detector.conf_thresh is %s, above the privacy-first default %s: faces the '
+                     'detector scores lower are not masked' % (
+                         _fmt(threshold), _fmt(float(base['detector.conf_thresh']))))
+    if int(merged['tracking.hold_frames']) == 0:
+        found.append('tracking.hold_frames is 0: a face the detector misses for one frame is '
+                     'shown in that frame')
+    if int(merged['anonymizer.noise']) == 0 and merged['anonymizer.noise_mode'] != 'laplace':
+        found.append('anonymizer.noise is 0: mosaic cells show the exact mean colours of the '
+                     'face')
+    if merged['anonymizer.noise_mode'] == 'pixel':
+        found.append('anonymizer.noise_mode is pixel: per-pixel noise averages out inside a '
+                     'mosaic cell (use cell or laplace)')
+    if merged['anonymizer.noise_mode'] == 'laplace' and (
+            float(merged['anonymizer.epsilon']) > float(base['anonymizer.epsilon'])):
+        found.append('anonymizer.epsilon is %s, above the default %s: less Laplace noise on '
+                     'the mosaic' % (_fmt(float(merged['anonymizer.epsilon'])),
+                                     _fmt(float(base['anonymizer.epsilon']))))
+    if int(merged['anonymizer.block']) < int(base['anonymizer.block']):
+        found.append('anonymizer.block is %d, below the default %d: finer mosaic cells on '
+                     'small faces' % (int(merged['anonymizer.block']),
+                                      int(base['anonymizer.block'])))
+    cells = int(merged['anonymizer.cells_across'])
+    if cells == 0:
+        found.append('anonymizer.cells_across is 0: mosaic cells keep a fixed size, so a near '
+                     'face shows many cells')
+    elif cells > int(base['anonymizer.cells_across']):
+        found.append('anonymizer.cells_across is %d, above the default %d: finer mosaic cells '
+                     'on every face' % (cells, int(base['anonymizer.cells_across'])))
+    if float(merged['mask.pad_ratio']) < float(base['mask.pad_ratio']):
+        found.append('mask.pad_ratio is %s, below the default %s: the mask may leave the edges '
+                     'of a face (hair, ears, chin) visible' % (
+                         _fmt(float(merged['mask.pad_ratio'])),
+                         _fmt(float(base['mask.pad_ratio']))))
+    if int(merged['mask.dilate_kernel']) < int(base['mask.dilate_kernel']):
+        found.append('mask.dilate_kernel is %d, below the default %d: a thinner margin around '
+                     'each mask' % (int(merged['mask.dilate_kernel']),
+                                    int(base['mask.dilate_kernel'])))
+    det_long = max(int(merged['detector.det_width']), int(merged['detector.det_height']))
+    if 0 < det_long < DEFAULT_DET_LONG_SIDE:
+        found.append('the detector input is %dx%d, smaller than %d pixels on its long side: '
+                     'small faces are missed' % (int(merged['detector.det_width']),
+                                                 int(merged['detector.det_height']),
+                                                 DEFAULT_DET_LONG_SIDE))
+    return found
 
 
 def masker_kwargs(values: Mapping[str, Any]) -> Dict[str, Any]:

@@ -143,7 +143,7 @@ def test_parameter_table_builds_a_masker(scrfd_path: Path, t1_vga: np.ndarray) -
     masker = AVPrivacyMasker(**masker_kwargs(values))
     assert masker.conf_thresh == 0.3 and masker.anon_block == 16
     assert len(masker.process(t1_vga).detections) == 6
-    with pytest.raises(ValueError, match='conf_thresh must be <= 0.95'):
+    with pytest.raises(ValueError, match='conf_thresh must be <= 0.5, got 2.0 .the privacy floor'):
         parameters_from_yaml_text('/**:\n  ros__parameters:\n    detector:\n'
                                   '      conf_thresh: 2.0\n')
     with pytest.raises(ValueError, match='unknown parameter'):

@@ -50,7 +50,13 @@ def test_every_parameter_is_declared_with_its_description_and_range(
         assert descriptor.read_only == spec.read_only, spec.name
         if spec.choices:
             assert all(choice in descriptor.additional_constraints for choice in spec.choices)
-        if spec.type_name == 'double' and spec.min_value is not None:
+        if spec.max_reason:
+            # The privacy floor: no range in the descriptor, so that the node's own reason is
+            # what a refused set shows; describe still tells the range and why.
+            assert not descriptor.floating_point_range
+            assert 'to %s' % params._fmt(spec.max_value) in descriptor.additional_constraints
+            assert spec.max_reason in descriptor.additional_constraints
+        elif spec.type_name == 'double' and spec.min_value is not None:
             assert descriptor.floating_point_range[0].from_value == spec.min_value
             assert descriptor.floating_point_range[0].to_value == spec.max_value
         if spec.type_name == 'int' and spec.min_value is not None:
@@ -83,10 +89,32 @@ def test_read_only_parameter_is_refused(node: AnonymizerNode,
 def test_live_change_reaches_the_masker(node: AnonymizerNode) -> None:
     """A new threshold and mosaic block are what the masker uses for the next frame."""
     masker = node._masker
-    assert node.set_parameters([Parameter('detector.conf_thresh', value=0.6),
+    assert node.set_parameters([Parameter('detector.conf_thresh', value=0.45),
                                 Parameter('anonymizer.block', value=32)])[0].successful
-    assert masker.conf_thresh == pytest.approx(0.6) and masker.anon_block == 32
+    assert masker.conf_thresh == pytest.approx(0.45) and masker.anon_block == 32
     refused = node.set_parameters([Parameter('anonymizer.noise_mode', value='blur')])[0]
     assert not refused.successful and 'noise_mode' in refused.reason
     assert node.set_parameters([Parameter('detector.conf_thresh', value=0.3),
                                 Parameter('anonymizer.block', value=24)])[0].successful
+
+
+def test_threshold_above_the_privacy_floor_is_refused_and_weakenings_are_reported(
+        node: AnonymizerNode) -> None:
+    """A live conf_thresh above 0.5 is refused with the reason; weaker settings are named."""
+    masker = node._masker
+    refused = node.set_parameters([Parameter('detector.conf_thresh', value=0.95)])[0]
+    assert not refused.successful and 'privacy floor' in refused.reason
+    assert node.get_parameter('detector.conf_thresh').value == pytest.approx(0.3)
+    assert masker.conf_thresh == pytest.approx(0.3)
+    assert node._weakenings == []
+    try:
+        assert node.set_parameters_atomically([
+            Parameter('detector.conf_thresh', value=0.5),
+            Parameter('tracking.hold_frames', value=0)]).successful
+        assert [s.split(' is ')[0] for s in node._weakenings] == [
+            'detector.conf_thresh', 'tracking.hold_frames']
+    finally:
+        assert node.set_parameters_atomically([
+            Parameter('detector.conf_thresh', value=0.3),
+            Parameter('tracking.hold_frames', value=6)]).successful
+    assert node._weakenings == []

@@ -325,8 +325,8 @@ def test_one_pair_stamped_far_in_the_future_blocks_nothing() -> None:
     _feed_frames(pairer, [EPOCH + k / 30 for k in range(5)], 'a')
     _feed_frames(pairer, [EPOCH + 1e6], 'future')
     _feed_frames(pairer, [EPOCH + (5 + k) / 30 for k in range(5)], 'b')
-    assert [pair[0] for pair in rec.pairs[-6:]] == ['c_future0'] + ['c_b%d' % k
-                                                                     for k in range(5)]
+    expected = ['c_future0'] + ['c_b%d' % k for k in range(5)]
+    assert [pair[0] for pair in rec.pairs[-6:]] == expected
 
 
 @pytest.mark.parametrize('in_order', [True, False])
