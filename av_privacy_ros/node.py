@@ -119,7 +119,7 @@ class _Stats:
     """Counters and latency samples shared by the callbacks, the worker and diagnostics."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # statistics() reads the sync counters under it
         self.images_received = 0
         self.depths_received = 0
         self.frames_in = 0
@@ -492,7 +492,10 @@ class AnonymizerNode(Node):
             self._ready = True
             self.get_logger().info('detector warm-up took %.2f s; anonymizing faces' % seconds)
         if not self._stop.is_set():
-            self._publish_diagnostics()
+            try:
+                self._publish_diagnostics()
+            except Exception as exc:  # noqa: BLE001 - the node was destroyed meanwhile
+                self.get_logger().debug('diagnostics after warm-up not published: %s' % exc)
 
     def _worker_loop(self) -> None:
         while True:
