@@ -248,8 +248,8 @@ def bgr_to_image_fields(bgr: np.ndarray, encoding: str = 'bgr8',
     Use the encoding (and ``step``, the bytes per row, when the input rows were padded) of the
     input message so that the output looks like the input; row padding is written as zeros.
     ``bgra8`` and ``rgba8`` get a fully opaque alpha channel (255): the input's alpha is not
-    kept, since an anonymized frame must not carry a channel of the original image.  ``mono8`` is the
-    ITU-R BT.601 luma of the BGR image (grey in, grey out is exact).
+    kept, since an anonymized frame must not carry a channel of the original image.  ``mono8``
+    is the ITU-R BT.601 luma of the BGR image (grey in, grey out is exact).
 
     :raises ValueError: when the image is not BGR uint8 H x W x 3 or the encoding is not a
         supported colour one.

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from av_privacy_ros.image_msgs import (
-    bgr_to_image_fields, COLOR_ENCODINGS, depth_to_image_fields, DEPTH_ENCODINGS,
+    bgr_to_image_fields, COLOR_ENCODINGS, DEPTH_ENCODINGS, depth_to_image_fields,
     fill_image_msg, image_to_bgr, image_to_depth)
 from hypothesis import example, given, HealthCheck, settings, strategies as st
 import numpy as np
@@ -72,10 +72,12 @@ def test_any_colour_message_decodes_to_its_own_pixels_or_is_refused(
     adversarial.record('decoder: colour message fields fuzzed (decoded)')
 
 
+BYTE_ORDER_FLAGS = st.one_of(st.sampled_from([0, 1, 2, -1, True]), st.text(max_size=2))
+
+
 @FUZZ
 @given(encoding=ENCODINGS, height=SIZES, width=SIZES, step=SIZES,
-       data=st.binary(max_size=600), big=st.one_of(st.sampled_from([0, 1, 2, -1, True]),
-                                                  st.text(max_size=2)))
+       data=st.binary(max_size=600), big=BYTE_ORDER_FLAGS)
 def test_any_depth_message_decodes_to_its_own_values_or_is_refused(
         adversarial: Any, encoding: Any, height: Any, width: Any, step: Any, data: bytes,
         big: Any) -> None:
