@@ -121,6 +121,11 @@ def test_detector_failure_publishes_whole_frame_anonymized_or_nothing(
         assert client.received.image_count <= count + 1  # one frame may have been in flight
         after = node.statistics()
         assert after['failed_closed'] >= before['failed_closed'] + 4
+        # Input arrives, nothing is published: /diagnostics says so, and why.
+        stalled = client.wait_diag(lambda v: v['_level'] == '1'
+                                   and 'nothing published' in v['_message'])
+        assert 'fail_mode is drop' in stalled['_message']
+        assert 'injected detector failure' in stalled['_message']
     finally:
         camera.terminate()
         camera.wait(10.0)
