@@ -324,10 +324,15 @@ class BagSummary:
         """Count one error message (the summary shows the most frequent ones)."""
         self.errors[text] = self.errors.get(text, 0) + 1
 
+    def dropped(self, topic: Optional[str]) -> None:
+        """Count one message of ``topic`` that is not written."""
+        self.messages_dropped += 1
+        if topic:
+            self.not_written_by_topic[topic] = self.not_written_by_topic.get(topic, 0) + 1
+
     def not_written(self, topic: str, reason: str) -> None:
         """Count one message that is not written, by topic and reason."""
-        self.messages_dropped += 1
-        self.not_written_by_topic[topic] = self.not_written_by_topic.get(topic, 0) + 1
+        self.dropped(topic)
         self.note_error('%s: message not written: %s' % (topic, reason))
 
     def count_kind(self, topic: str, kind: str) -> None:
@@ -646,7 +651,7 @@ class _Camera:
             else:
                 frame.bgr, frame.codec = image_to_bgr(frame.msg)
         except Exception as exc:  # noqa: BLE001 - undecodable: write nothing, never raw
-            run.summary.messages_dropped += 1
+            run.summary.dropped(self.plan.topic)
             run.summary.note_error('%s: frame not written: %s' % (self.plan.topic, exc))
             frame.slot.drop()
             if frame.mask_slot is not None:
@@ -701,7 +706,7 @@ class _Camera:
             frame.slot.drop()
             if frame.mask_slot is not None:
                 frame.mask_slot.drop()
-            summary.messages_dropped += 1
+            summary.dropped(self.plan.topic)
             frame.bgr = None
             if frame.depth_rec is not None:
                 self._write_depth(frame.depth_rec, None)
@@ -785,7 +790,7 @@ class _Camera:
             frame.slot.drop()
             if frame.mask_slot is not None:
                 frame.mask_slot.drop()
-            summary.messages_dropped += 1
+            summary.dropped(self.plan.topic)
             mask = None
         else:
             frame.slot.ready(data)
@@ -866,7 +871,7 @@ class _Camera:
             run.summary.note_error('%s: depth not usable: %s' % (self.plan.depth_topic, exc))
             if run.depth_noise:
                 slot.drop()
-                run.summary.messages_dropped += 1
+                run.summary.dropped(self.plan.depth_topic)
         record = _DepthRecord(key, slot, msg, cdr, depth)
         source = self.depth_to_colour.get(key)
         if key in self.paired_depth:
@@ -920,7 +925,7 @@ class _Camera:
             summary.depth_anonymized += 1
         except Exception as exc:  # noqa: BLE001 - never write raw depth on an error path
             summary.note_error('%s: depth not written: %s' % (self.plan.depth_topic, exc))
-            summary.messages_dropped += 1
+            summary.dropped(self.plan.depth_topic)
             record.slot.drop()
 
 
