@@ -97,9 +97,6 @@ VIDEO_TYPES = frozenset((
     'foxglove_msgs/msg/RawImage'))
 """Message types that carry camera pictures this tool cannot anonymize: never copied."""
 
-PLAIN_DEPTH_ENCODINGS = frozenset(('16UC1', '32FC1'))
-"""Encodings that make a topic a depth topic when every one of its messages has one."""
-
 COMPRESSED_DEPTH_HEADER = 12
 """compressed_depth_image_transport prefixes its PNG with a 12-byte configuration header."""
 
@@ -1078,34 +1075,6 @@ def _type_closure(store: Any, name: str, have: Set[str]) -> List[str]:
     return found
 
 
-def _first_message(reader: Any, path: Path, conns: Sequence[Any]) -> Tuple[Any, Any]:
-    """Return the first decodable message of the image connections and its connection."""
-    for conn, _, raw in _read(reader, path, conns):
-        try:
-            return reader.deserialize(raw, conn.msgtype), conn
-        except Exception:  # noqa: BLE001 - an undecodable first message says nothing
-            return None, None
-    return None, None
-
-
-def _is_plain_depth(msgtype: str, msg: Any) -> bool:
-    """Return True for a well-formed 16UC1 or 32FC1 Image (not mono16: infrared is mono16)."""
-    return msgtype == IMAGE_TYPE and getattr(msg, 'encoding', None) in PLAIN_DEPTH_ENCODINGS \
-        and route_message(msgtype, msg, True)[0] == DEPTH
-
-
-def _only_depth(reader: Any, path: Path, conns: Sequence[Any]) -> bool:
-    """Return True when every message of these connections is a 16UC1 or 32FC1 depth image."""
-    for conn, _, raw in _read(reader, path, conns):
-        try:
-            msg = reader.deserialize(raw, conn.msgtype)
-        except Exception:  # noqa: BLE001 - undecodable: not a depth image
-            return False
-        if not _is_plain_depth(conn.msgtype, msg):
-            return False
-    return True
-
-
 @dataclass
 class TopicPlan:
     """What happens to each topic: cameras (with their depth), depth topics, copied topics."""
@@ -1124,11 +1093,11 @@ def choose_cameras(reader: Any, path: Path, image_topics: Sequence[str],
 
     Every topic with a sensor_msgs/Image or CompressedImage connection gets a camera (its face
     capable messages are anonymized), except the ``copy_topics`` the user named, which are
-    copied unchanged.  Depth topics are the ``depth_topics`` given, topics with a ``depth``
-    word in their name (unless named with ``image_topics``), and Image topics every message of
-    which is a genuine depth image.  A depth topic pairs with the colour camera of the same
-    name; its depth messages feed that camera's mask and depth noise, and any colour message
-    on it is anonymized by a camera of its own.  ``image_topics`` no longer limits what is
+    copied unchanged.  Depth topics are the ``depth_topics`` given and topics with a ``depth``
+    word in their name (unless named with ``image_topics``): never the messages' own labels,
+    which could put a depth label on a colour frame.  A depth topic pairs with the colour
+    camera of the same name; its depth messages feed that camera's mask and depth noise, and
+    any colour message on it is anonymized by a camera of its own.  ``image_topics`` no longer limits what is
     anonymized: it only makes sure a topic is treated as colour.
     """
     topics: Dict[str, List[Any]] = {}
@@ -1161,14 +1130,8 @@ def choose_cameras(reader: Any, path: Path, image_topics: Sequence[str],
     for topic in image_like:
         if topic in copied or topic in image_topics:
             continue
-        image_conns = [c for c in topics[topic] if c.msgtype in (IMAGE_TYPE, COMPRESSED_TYPE)]
         if topic in depth_topics or is_depth_name(topic):
             depth_role.add(topic)
-            continue
-        first, conn = _first_message(reader, path, image_conns)
-        if first is not None and _is_plain_depth(conn.msgtype, first) \
-                and _only_depth(reader, path, topics[topic]):
-            depth_role.add(topic)  # every message is a genuine depth image
     colour = [t for t in image_like if t not in copied and t not in depth_role]
     colour.sort(key=lambda t: (topics[t][0].msgtype != IMAGE_TYPE, t))
     if image_topics:

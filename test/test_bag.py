@@ -742,3 +742,45 @@ def test_depth_at_a_higher_rate_keeps_every_message(tmp_path: Path, base: np.nda
         mask = masks[min(2, (i + 1) // 3)]  # the colour frame nearest in stamp
         changed = before != after
         assert changed.any() and not changed[~mask].any(), i
+
+
+def test_row_padding_and_byte_order_of_the_input_are_kept(tmp_path: Path, base: np.ndarray,
+                                                          detector: Any) -> None:
+    """Padded bgr8 rows keep their step (padding zeroed); big-endian depth stays big-endian."""
+    from rosbags.rosbag2 import Writer
+    ts = _typestore()
+    src = tmp_path / 'input'
+    pad = 64
+    with Writer(src, version=9) as writer:
+        colour = writer.add_connection('/camera/color/image_raw', IMAGE, typestore=ts)
+        depth = writer.add_connection('/camera/depth/image_raw', IMAGE, typestore=ts)
+        for i in range(2):
+            stamp = T0 * 10**9 + i * 100_000_000
+            img = _frame(base, i)
+            padded = np.full((480, 640 * 3 + pad), 77, np.uint8)  # padding bytes hold 77
+            padded[:, :640 * 3] = img.reshape(480, -1)
+            msg = ts.types[IMAGE](header=_header(ts, stamp, 'cam'), height=480, width=640,
+                                  encoding='bgr8', is_bigendian=0, step=640 * 3 + pad,
+                                  data=padded.reshape(-1))
+            writer.write(colour, stamp, ts.serialize_cdr(msg, IMAGE))
+            big = _depth(i).astype('>u2')
+            dmsg = ts.types[IMAGE](header=_header(ts, stamp, 'cam'), height=480, width=640,
+                                   encoding='16UC1', is_bigendian=1, step=640 * 2,
+                                   data=big.view(np.uint8).reshape(-1))
+            writer.write(depth, stamp + 1, ts.serialize_cdr(dmsg, IMAGE))
+    anonymize_bag(src, tmp_path / 'out', params=_params(**{'depth.enable_noise': True}),
+                  detector=detector)
+    source, result = read_bag(src), read_bag(tmp_path / 'out')
+    for (_, _, m_in), (_, _, m_out) in zip(source['/camera/color/image_raw']['messages'],
+                                           result['/camera/color/image_raw']['messages']):
+        assert m_out.step == m_in.step and len(m_out.data) == len(m_in.data)
+        rows = np.asarray(m_out.data).reshape(480, -1)
+        assert not rows[:, 640 * 3:].any(), 'padding must be zeroed, not the input bytes'
+        assert mean_abs_diff(image_to_bgr(m_out)[0], image_to_bgr(m_in)[0]) > 0
+    for (_, _, m_in), (_, _, m_out) in zip(source['/camera/depth/image_raw']['messages'],
+                                           result['/camera/depth/image_raw']['messages']):
+        assert m_out.is_bigendian == 1 and m_out.step == m_in.step
+        before, after = image_to_depth(m_in), image_to_depth(m_out)
+        assert np.array_equal(before == 0, after == 0)
+        changed = before != after
+        assert 0 < changed.mean() < 0.5  # noise under the faces only, read as big-endian
