@@ -1097,8 +1097,8 @@ def choose_cameras(reader: Any, path: Path, image_topics: Sequence[str],
     word in their name (unless named with ``image_topics``): never the messages' own labels,
     which could put a depth label on a colour frame.  A depth topic pairs with the colour
     camera of the same name; its depth messages feed that camera's mask and depth noise, and
-    any colour message on it is anonymized by a camera of its own.  ``image_topics`` no longer limits what is
-    anonymized: it only makes sure a topic is treated as colour.
+    any colour message on it is anonymized by a camera of its own.  ``image_topics`` does not
+    limit what is anonymized: it only makes sure a topic is treated as colour.
     """
     topics: Dict[str, List[Any]] = {}
     for conn in reader.connections:
