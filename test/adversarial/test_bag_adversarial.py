@@ -528,3 +528,29 @@ def test_force_replaces_a_previous_output(tmp_path: Path, base: np.ndarray, scrf
     anonymize_bag(src, tmp_path / 'out', params=_params(Path('')), detector=scrfd, force=True,
                   storage='sqlite3')
     assert list((tmp_path / 'out').glob('*.db3')) and not list((tmp_path / 'out').glob('*.mcap'))
+
+
+@pytest.mark.parametrize('damage', ['empty', 'garbage'])
+def test_evaluation_tool_corrupt_model_gives_one_error_line(tmp_path: Path, base: np.ndarray,
+                                                            capsys: Any, adversarial: Any,
+                                                            damage: str) -> None:
+    """evaluate_masks --produce with a corrupt model: one error line naming the file."""
+    import yaml
+    from av_privacy_ros import evaluation
+    (tmp_path / 'images').mkdir()
+    (tmp_path / 'reference').mkdir()
+    cv2.imwrite(str(tmp_path / 'images' / 'frame_000000.png'), frame(base, 0))
+    cv2.imwrite(str(tmp_path / 'reference' / 'frame_000000.png'),
+                np.zeros((480, 640), np.uint8))
+    bad = tmp_path / 'det_500m.onnx'
+    bad.write_bytes(b'' if damage == 'empty' else os.urandom(4096))
+    params = _params_file(tmp_path / 'p.yaml', bad)
+    (tmp_path / 'sessions.yaml').write_text(yaml.safe_dump([{
+        'id': 's', 'environment': 'Lab', 'faces': 6, 'images': 'images',
+        'reference': 'reference'}]), encoding='utf-8')
+    rc = evaluation.main([str(tmp_path / 'sessions.yaml'), '-o', str(tmp_path / 'out'),
+                          '--produce', '--params-file', str(params), '--no-plots'])
+    err = [line for line in capsys.readouterr().err.splitlines()
+           if line.startswith('evaluate_masks: error')]
+    adversarial.record('evaluate_masks: %s model' % damage)
+    assert rc == 2 and len(err) == 1 and str(bad) in err[0], err
