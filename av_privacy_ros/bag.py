@@ -309,6 +309,7 @@ class BagSummary:
     messages_dropped: int = 0
     errors: Dict[str, int] = field(default_factory=dict)
     copied_topics: List[str] = field(default_factory=list)
+    weakened: List[str] = field(default_factory=list)
     topics_not_written: Set[str] = field(default_factory=set)
     not_written_by_topic: Dict[str, int] = field(default_factory=dict)
     kinds_by_topic: Dict[str, Dict[str, int]] = field(default_factory=dict)
@@ -375,6 +376,8 @@ class BagSummary:
         if self.copied_topics:
             rows.append('image topics copied WITHOUT anonymization (--copy-topic): %s'
                         % ', '.join(self.copied_topics))
+        for text in self.weakened:
+            rows.append('WARNING: settings weaken privacy: %s' % text)
         return rows
 
 
@@ -1376,6 +1379,30 @@ def clean_stale_staging(dst: Path, say: LogCallback) -> List[Path]:
     return removed
 
 
+def weakened_settings(values: Mapping[str, Any], backward_frames: int) -> List[str]:
+    """Return one phrase per setting that is weaker for privacy than the package default."""
+    default = params_mod.defaults()
+    found: List[str] = []
+    if float(values['detector.conf_thresh']) > float(default['detector.conf_thresh']):
+        found.append('detector.conf_thresh %.2f is above the default %.2f (more faces missed)'
+                     % (float(values['detector.conf_thresh']),
+                        float(default['detector.conf_thresh'])))
+    if int(values['tracking.hold_frames']) == 0:
+        found.append('tracking.hold_frames is 0 (a face missed for one frame shows)')
+    if int(values['anonymizer.noise']) == 0:
+        found.append('anonymizer.noise is 0 (mosaic values are the face\'s own means)')
+    if int(values['anonymizer.block']) < int(default['anonymizer.block']):
+        found.append('anonymizer.block %d is finer than the default %d'
+                     % (int(values['anonymizer.block']), int(default['anonymizer.block'])))
+    cells = int(values['anonymizer.cells_across'])
+    if cells == 0 or cells > int(default['anonymizer.cells_across']):
+        found.append('anonymizer.cells_across %d gives finer cells than the default %d'
+                     % (cells, int(default['anonymizer.cells_across'])))
+    if backward_frames == 0:
+        found.append('--backward-frames 0 (a face found late shows before it is found)')
+    return found
+
+
 def _one_line(exc: BaseException) -> str:
     return ' '.join(('%s' % exc).split()) or type(exc).__name__
 
@@ -1458,6 +1485,9 @@ def anonymize_bag(input_path: Any, output_path: Any, *,
             raise BagError('cannot load the face detector model %s: %s'
                            % (_model_description(values), _one_line(exc))) from exc
         summary = BagSummary(output=str(dst), cameras=plans)
+        summary.weakened = weakened_settings(values, int(backward_frames))
+        for text in summary.weakened:
+            say('warning: settings weaken privacy: %s' % text)
         summary.copied_topics = sorted(topic_plan.copy_topics & topic_plan.image_topics)
         summary.detector = '%s on %s' % (maskers[0].backend, maskers[0].provider)
         say('input: %s (%s)' % (src, 'ROS 1' if not reader.is2 else 'rosbag2'))

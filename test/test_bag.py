@@ -784,3 +784,20 @@ def test_row_padding_and_byte_order_of_the_input_are_kept(tmp_path: Path, base: 
         assert np.array_equal(before == 0, after == 0)
         changed = before != after
         assert 0 < changed.mean() < 0.5  # noise under the faces only, read as big-endian
+
+
+def test_settings_that_weaken_privacy_are_reported(tmp_path: Path, base: np.ndarray,
+                                                   detector: Any) -> None:
+    """A higher threshold, no hold, no noise, finer cells: each one is named in the summary."""
+    src = tmp_path / 'input'
+    write_camera_bag(src, 'mcap', base, frames=1)
+    weak = _params(**{'detector.conf_thresh': 0.4, 'tracking.hold_frames': 0,
+                      'anonymizer.noise': 0, 'anonymizer.block': 8})
+    lines = anonymize_bag(src, tmp_path / 'weak', params=weak, detector=detector).lines()
+    warnings = [line for line in lines if line.startswith('WARNING: settings weaken privacy')]
+    for name in ('detector.conf_thresh', 'tracking.hold_frames', 'anonymizer.noise',
+                 'anonymizer.block'):
+        assert any(name in line for line in warnings), (name, warnings)
+    lines = anonymize_bag(src, tmp_path / 'default', params=_params(),
+                          detector=detector).lines()
+    assert not [line for line in lines if 'weaken privacy' in line]
