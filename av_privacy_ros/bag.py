@@ -1390,7 +1390,7 @@ def weakened_settings(values: Mapping[str, Any], backward_frames: int) -> List[s
     if int(values['tracking.hold_frames']) == 0:
         found.append('tracking.hold_frames is 0 (a face missed for one frame shows)')
     if int(values['anonymizer.noise']) == 0:
-        found.append('anonymizer.noise is 0 (mosaic values are the face\'s own means)')
+        found.append('anonymizer.noise is 0 (mosaic values are the face means)')
     if int(values['anonymizer.block']) < int(default['anonymizer.block']):
         found.append('anonymizer.block %d is finer than the default %d'
                      % (int(values['anonymizer.block']), int(default['anonymizer.block'])))
