@@ -33,6 +33,7 @@ import dataclasses
 from dataclasses import dataclass, field
 import os
 from pathlib import Path
+import re
 import shutil
 import sys
 import time
@@ -84,6 +85,8 @@ DEPTH = 'depth'
 """A genuine depth image on a depth topic: the depth path (copied, or noise under the mask)."""
 DROP = 'drop'
 """Pixels that can show a face and cannot be anonymized here: not written, counted."""
+SKIP = 'skip'
+"""A type that cannot be written with a valid schema (reported per topic): not written."""
 
 GENUINE_DEPTH_ENCODINGS = frozenset(('16UC1', '32FC1', 'mono16'))
 """Image encodings that go the depth path, spelled exactly as ROS spells them, on depth topics.
@@ -310,6 +313,7 @@ class BagSummary:
     errors: Dict[str, int] = field(default_factory=dict)
     copied_topics: List[str] = field(default_factory=list)
     weakened: List[str] = field(default_factory=list)
+    topic_notes: Dict[str, List[str]] = field(default_factory=dict)
     topics_not_written: Set[str] = field(default_factory=set)
     not_written_by_topic: Dict[str, int] = field(default_factory=dict)
     kinds_by_topic: Dict[str, Dict[str, int]] = field(default_factory=dict)
@@ -321,6 +325,12 @@ class BagSummary:
     def note_error(self, text: str) -> None:
         """Count one error message (the summary shows the most frequent ones)."""
         self.errors[text] = self.errors.get(text, 0) + 1
+
+    def note_topic(self, topic: str, text: str) -> None:
+        """Record one remark about a whole topic (shown in the summary)."""
+        self.topic_notes.setdefault(topic, [])
+        if text not in self.topic_notes[topic]:
+            self.topic_notes[topic].append(text)
 
     def dropped(self, topic: Optional[str]) -> None:
         """Count one message of ``topic`` that is not written."""
@@ -378,6 +388,11 @@ class BagSummary:
                         % ', '.join(self.copied_topics))
         for text in self.weakened:
             rows.append('WARNING: settings weaken privacy: %s' % text)
+        for topic, notes in sorted(self.topic_notes.items()):
+            for text in notes:
+                rows.append('topic %s: %s' % (topic, text))
+        if not self.cameras:
+            rows.append('WARNING: no image topics; every message was copied unchanged')
         return rows
 
 
@@ -987,11 +1002,77 @@ def _input_storage(path: Path) -> str:
     return 'mcap'
 
 
-def _open_reader(path: Path) -> Any:
+def _tolerant_reader(path: Path, default_typestore: Any) -> Any:
+    """
+    Return an AnyReader that keeps going past message definitions it cannot parse.
+
+    rosbags' AnyReader stops the whole bag at one definition it cannot parse (for example the
+    ``.../srv/..._Event`` service-event topics that ``ros2 bag record`` writes on Jazzy).  This
+    one parses each connection's definition on its own and lists those that fail in
+    ``unparsed`` (type -> reason); their messages are still read, as bytes.
+    """
     from rosbags.highlevel import AnyReader
+    from rosbags.highlevel.anyreader import AnyReaderError
+    from rosbags.interfaces import MessageDefinitionFormat
+    from rosbags.typesys import get_types_from_idl, get_types_from_msg, get_typestore, Stores
+
+    def parse(connection: Any) -> Dict[str, Any]:
+        if connection.msgdef.format == MessageDefinitionFormat.MSG:
+            return dict(get_types_from_msg(connection.msgdef.data, connection.msgtype))
+        found: Dict[str, Any] = {}
+        sep = '=' * 80 + '\n'
+        if connection.msgdef.data.startswith(sep + 'IDL: '):
+            for msgdef in connection.msgdef.data.split(sep)[1:]:
+                found.update(get_types_from_idl(msgdef.split('\n', 1)[1]))
+        else:
+            found.update(get_types_from_idl(connection.msgdef.data))
+        return found
+
+    class TolerantReader(AnyReader):  # type: ignore[misc]
+        unparsed: Dict[str, str]
+
+        def _open(self) -> None:
+            assert self.stack
+            for sub in self.readers:
+                self.stack.enter_context(sub)
+            self.unparsed = {}
+            typs: Dict[str, Any] = {}
+            digests: Dict[str, str] = {}
+            connections = [c for sub in self.readers for c in sub.connections]
+            defined = [c for c in connections if c.msgdef.format != MessageDefinitionFormat.NONE]
+            for connection in defined:
+                try:
+                    typs.update(parse(connection))
+                except Exception as exc:  # noqa: BLE001 - this type only is copied as bytes
+                    self.unparsed[connection.msgtype] = _one_line(exc)
+                    continue
+                if connection.digest:
+                    digests[connection.msgtype] = connection.digest
+            if connections and not defined:
+                if self.default_typestore is None:
+                    raise AnyReaderError('Bag contains no type definitions.')
+                typs.update(self.default_typestore.fielddefs)
+            typestore = get_typestore(Stores.EMPTY)
+            typestore.register(typs)
+            for msgtype, digest in digests.items():
+                try:
+                    have = (typestore.hash_rihs01(msgtype) if self.is2
+                            else typestore.generate_msgdef(msgtype)[1])
+                except Exception as exc:  # noqa: BLE001 - cannot be checked
+                    self.unparsed[msgtype] = _one_line(exc)
+                    continue
+                if have != digest:
+                    self.unparsed[msgtype] = 'its definition does not match its hash'
+            self.connections = connections
+            self.typestore = typestore
+
+    return TolerantReader([path], default_typestore=default_typestore)
+
+
+def _open_reader(path: Path) -> Any:
     from rosbags.typesys import get_typestore, Stores
     try:
-        reader = AnyReader([path], default_typestore=get_typestore(Stores.LATEST))
+        reader = _tolerant_reader(path, get_typestore(Stores.LATEST))
         reader.open()
     except _reader_errors() as exc:
         raise BagError('cannot read input bag %s: %s (is it corrupt or truncated?)'
@@ -1020,44 +1101,74 @@ def _read(reader: Any, path: Path, connections: Sequence[Any] = ()
         yield item
 
 
-def _dst_typestore(reader: Any) -> Tuple[Any, Dict[str, str], Dict[str, Callable[[Any], Any]]]:
-    """
-    Return the output typestore, the type renames and per-type converters to CDR.
+ROS2_FIELD_NAME = re.compile(r'^[a-z][a-z0-9]*(_[a-z0-9]+)*$')
+"""ROS 2 field names: lower case, digits and single inner underscores (rosidl's rule)."""
 
-    rosbag2 input: the bag's own types, messages copied byte for byte.  ROS 1 input: the bag's
-    types with the ROS 2 ``std_msgs/Header`` (no ``seq``) and ``tf/tfMessage`` renamed, messages
-    converted by rosbags' ROS 1 -> CDR converter.  sensor_msgs/Image is added for mask topics.
+
+def ros2_definition_problem(store: Any, msgtype: str) -> str:
+    """Return why ``msgtype`` (and the types it uses) is not a valid ROS 2 message, or ''."""
+    try:
+        used = _type_closure(store, msgtype, set())
+    except KeyError as exc:
+        return 'its definition uses the unknown type %s' % exc
+    for name in used:
+        for field_name, _ in store.fielddefs[name][1]:
+            if not ROS2_FIELD_NAME.match(field_name):
+                return '%r in %s is not a valid ROS 2 field name' % (field_name, name)
+    return ''
+
+
+def _dst_typestore(reader: Any) -> Tuple[Any, Dict[str, str], Dict[str, Callable[[Any], Any]],
+                                         Dict[str, str]]:
+    """
+    Return the output typestore, type renames, per-type converters to CDR and skipped types.
+
+    rosbag2 input: the bag's own types, messages copied byte for byte.  ROS 1 input: the ROS 2
+    definitions of the latest distribution (field names, types and hashes: CameraInfo's
+    ``D K R P`` become ``d k r p``), messages migrated by rosbags' converter; a type the
+    distribution does not have keeps its own definition when that is valid ROS 2, else it is
+    skipped (``skipped`` maps it to the reason).  sensor_msgs/Image is added for mask topics.
     """
     from rosbags.typesys import get_types_from_msg, get_typestore, Stores
     latest = get_typestore(Stores.LATEST)
     src = reader.typestore
-    dst = get_typestore(Stores.EMPTY)
     renames: Dict[str, str] = {}
     converters: Dict[str, Callable[[Any], Any]] = {}
+    skipped: Dict[str, str] = {}
     if reader.is2:
+        dst = get_typestore(Stores.EMPTY)
         dst.register(dict(src.fielddefs))
     else:
         from rosbags.convert.converter import generate_message_converter, STATIC_MSGTYPE_RENAMES
-        types = dict(src.fielddefs)
-        types['std_msgs/msg/Header'] = latest.fielddefs['std_msgs/msg/Header']
-        dst.register(types)
+        dst = get_typestore(Stores.LATEST)
         cache: Dict[str, object] = {}
         for conn in reader.connections:
-            if conn.msgtype in converters:
+            if conn.msgtype in converters or conn.msgtype in skipped:
                 continue
             target = STATIC_MSGTYPE_RENAMES.get(conn.msgtype, conn.msgtype)
+            try:
+                if target not in dst.fielddefs:
+                    typs = get_types_from_msg(
+                        src.generate_msgdef(conn.msgtype, ros_version=2)[0], target)
+                    typs.pop('std_msgs/msg/Header', None)
+                    candidate = get_typestore(Stores.LATEST)
+                    candidate.register({k: v for k, v in typs.items()
+                                        if k not in candidate.fielddefs})
+                    problem = ros2_definition_problem(candidate, target)
+                    if problem:
+                        skipped[conn.msgtype] = 'no ROS 2 equivalent: %s' % problem
+                        continue
+                    dst.register({k: v for k, v in typs.items() if k not in dst.fielddefs})
+                converters[conn.msgtype] = generate_message_converter(
+                    src, dst, conn.msgtype, target, cache, src_is2=False, dst_is2=True)
+            except Exception as exc:  # noqa: BLE001 - reported and skipped, never broken
+                skipped[conn.msgtype] = 'cannot be converted to ROS 2: %s' % _one_line(exc)
+                continue
             renames[conn.msgtype] = target
-            if target not in dst.fielddefs:
-                typs = get_types_from_msg(src.generate_msgdef(conn.msgtype, ros_version=2)[0],
-                                          target)
-                typs.pop('std_msgs/msg/Header', None)
-                dst.register({k: v for k, v in typs.items() if k not in dst.fielddefs})
-            converters[conn.msgtype] = generate_message_converter(
-                src, dst, conn.msgtype, target, cache, src_is2=False, dst_is2=True)
     missing = _type_closure(latest, IMAGE_TYPE, set(dst.fielddefs))
     if missing:
         dst.register({name: latest.fielddefs[name] for name in missing})
-    return dst, renames, converters
+    return dst, renames, converters, skipped
 
 
 def _type_closure(store: Any, name: str, have: Set[str]) -> List[str]:
@@ -1261,8 +1372,24 @@ def embeds_image(store: Any, msgtype: str) -> bool:
     return IMAGE_TYPE in used or COMPRESSED_TYPE in used
 
 
+def _mentions_images(msgdef: str) -> bool:
+    """Return True when a message definition text uses an Image or CompressedImage."""
+    return bool(re.search(r'\b(Image|CompressedImage)\b', msgdef or ''))
+
+
+def _raw_schema_problem(rconn: Any, unparsed: Mapping[str, str]) -> str:
+    """Return why a connection whose definition cannot be parsed cannot be copied, or ''."""
+    if rconn.msgtype not in unparsed:
+        return ''
+    if not rconn.msgdef.data or not rconn.digest:
+        return ('its definition cannot be parsed (%s) and the bag has no definition and hash '
+                'to copy' % unparsed[rconn.msgtype])
+    return ''
+
+
 def _add_connection(writer: Any, rconn: Any, topic: str, msgtype: str, dst_ts: Any,
-                    is2: bool, added: Dict[Tuple[Any, ...], Any]) -> Any:
+                    is2: bool, added: Dict[Tuple[Any, ...], Any],
+                    raw_schema: bool = False) -> Any:
     from rosbags.interfaces import ConnectionExtRosbag2, MessageDefinitionFormat
     if is2 and isinstance(rconn.ext, ConnectionExtRosbag2):
         ext_format = rconn.ext.serialization_format
@@ -1274,7 +1401,7 @@ def _add_connection(writer: Any, rconn: Any, topic: str, msgtype: str, dst_ts: A
     key = (topic, msgtype, ext_format, repr(qos))
     if key in added:
         return added[key]
-    if is2 and rconn.msgtype == msgtype and rconn.digest \
+    if raw_schema or is2 and rconn.msgtype == msgtype and rconn.digest \
             and rconn.msgdef.format != MessageDefinitionFormat.NONE and rconn.msgdef.data:
         conn = writer.add_connection(topic, msgtype, msgdef=rconn.msgdef.data,
                                      rihs01=rconn.digest, serialization_format=ext_format,
@@ -1474,22 +1601,24 @@ def anonymize_bag(input_path: Any, output_path: Any, *,
                                     bool(values['use_depth']), write_masks, say,
                                     copy_topics=list(copy_topics))
         plans = topic_plan.cameras
-        if not plans:
-            raise BagError('no image topics (sensor_msgs/Image or CompressedImage) to '
-                           'anonymize in %s; topics: %s'
-                           % (src, ', '.join(sorted({c.topic for c in reader.connections}))
-                              or 'none'))
-        try:
-            maskers = _make_maskers(plans, values, detector)
-        except Exception as exc:  # noqa: BLE001 - any model loading failure is one line
-            raise BagError('cannot load the face detector model %s: %s'
-                           % (_model_description(values), _one_line(exc))) from exc
         summary = BagSummary(output=str(dst), cameras=plans)
-        summary.weakened = weakened_settings(values, int(backward_frames))
-        for text in summary.weakened:
-            say('warning: settings weaken privacy: %s' % text)
+        if not plans:
+            # A fleet pipeline runs the tool over every bag: one without images is copied.
+            say('warning: no image topics (sensor_msgs/Image or CompressedImage) to anonymize '
+                'in %s; every message is copied unchanged' % src)
+            maskers: List[AVPrivacyMasker] = []
+            summary.detector = 'none (no image topics)'
+        else:
+            try:
+                maskers = _make_maskers(plans, values, detector)
+            except Exception as exc:  # noqa: BLE001 - any model loading failure is one line
+                raise BagError('cannot load the face detector model %s: %s'
+                               % (_model_description(values), _one_line(exc))) from exc
+            summary.detector = '%s on %s' % (maskers[0].backend, maskers[0].provider)
+            summary.weakened = weakened_settings(values, int(backward_frames))
+            for text in summary.weakened:
+                say('warning: settings weaken privacy: %s' % text)
         summary.copied_topics = sorted(topic_plan.copy_topics & topic_plan.image_topics)
-        summary.detector = '%s on %s' % (maskers[0].backend, maskers[0].provider)
         say('input: %s (%s)' % (src, 'ROS 1' if not reader.is2 else 'rosbag2'))
         say('anonymizing %d image topic(s) with %s:' % (len(plans), summary.detector))
         for plan in plans:
@@ -1536,7 +1665,8 @@ def _write(reader: Any, src: Path, dst: Path, storage: str, force: bool,
            say: LogCallback, started: float) -> BagSummary:
     from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
     plans = topic_plan.cameras
-    dst_ts, renames, converters = _dst_typestore(reader)
+    dst_ts, renames, converters, skipped = _dst_typestore(reader)
+    unparsed: Dict[str, str] = dict(getattr(reader, 'unparsed', {}))
     depth_noise = bool(values['depth.enable_noise'])
     process_kwargs = params_mod.process_kwargs(values)
     need_depth_input = any(p.depth_topic for p in plans) and (
@@ -1575,9 +1705,30 @@ def _write(reader: Any, src: Path, dst: Path, storage: str, force: bool,
             mask_conns: Dict[str, Any] = {}
             for rconn in reader.connections:
                 msgtype = renames.get(rconn.msgtype, rconn.msgtype)
+                reason = skipped.get(rconn.msgtype) or _raw_schema_problem(rconn, unparsed)
+                if reason:
+                    routes[id(rconn)] = SKIP
+                    summary.note_topic(rconn.topic, 'skipped (%s): %s' % (rconn.msgtype, reason))
+                    say('warning: %s (%s) is NOT written: %s' % (rconn.topic, rconn.msgtype,
+                                                                 reason))
+                    continue
                 out_conns[id(rconn)] = _add_connection(writer, rconn, rconn.topic, msgtype,
-                                                       dst_ts, reader.is2, added)
-                if rconn.topic in topic_plan.copy_topics:
+                                                       dst_ts, reader.is2, added,
+                                                       raw_schema=rconn.msgtype in unparsed)
+                if rconn.msgtype in unparsed:
+                    carries_images = msgtype in (IMAGE_TYPE, COMPRESSED_TYPE) \
+                        or msgtype in VIDEO_TYPES or _mentions_images(rconn.msgdef.data)
+                    if rconn.topic in topic_plan.copy_topics or not carries_images:
+                        routes[id(rconn)] = COPY
+                        summary.note_topic(rconn.topic, 'copied as bytes with its own schema '
+                                           '(%s cannot be parsed: %s)'
+                                           % (rconn.msgtype, unparsed[rconn.msgtype]))
+                    else:
+                        routes[id(rconn)] = DROP
+                        summary.topics_not_written.add(rconn.topic)
+                        say('warning: %s (%s) cannot be parsed and carries images; its '
+                            'messages will NOT be written' % (rconn.topic, rconn.msgtype))
+                elif rconn.topic in topic_plan.copy_topics:
                     routes[id(rconn)] = COPY
                 elif msgtype in (IMAGE_TYPE, COMPRESSED_TYPE):
                     routes[id(rconn)] = 'image'
@@ -1605,6 +1756,9 @@ def _write(reader: Any, src: Path, dst: Path, storage: str, force: bool,
                 route = routes[id(rconn)]
                 out_conn = out_conns[id(rconn)]
                 topic = rconn.topic
+                if route == SKIP:
+                    summary.dropped(topic)
+                    continue
                 if route == DROP:
                     summary.not_written(topic, 'a %s carries images' % rconn.msgtype)
                     continue
