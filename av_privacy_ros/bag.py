@@ -1754,7 +1754,7 @@ def _write(reader: Any, src: Path, dst: Path, storage: str, force: bool,
             for rconn, timestamp, raw in _read(reader, src):
                 summary.messages_read += 1
                 route = routes[id(rconn)]
-                out_conn = out_conns[id(rconn)]
+                out_conn = out_conns.get(id(rconn))
                 topic = rconn.topic
                 if route == SKIP:
                     summary.dropped(topic)
