@@ -1674,8 +1674,9 @@ def _write(reader: Any, src: Path, dst: Path, storage: str, force: bool,
     if any(p.depth_topic for p in plans) and not need_depth_input:
         say('  (depth images are copied unchanged: depth.enable_noise is false and mask.mode '
             'is not depth)')
+    colour_topics = {p.topic for p in plans if p.topic not in topic_plan.depth_topics}
     total_frames = sum(c.msgcount for c in reader.connections
-                       if c.topic in {p.topic for p in plans})
+                       if c.topic in colour_topics and c.msgtype in (IMAGE_TYPE, COMPRESSED_TYPE))
 
     staging = dst.parent / ('.%s.partial-%d' % (dst.name, os.getpid()))
     if staging.exists():
