@@ -86,7 +86,20 @@ def _attack(tmp_path: Path, scrfd: Any, messages: Sequence[Message],
     adversarial.record('bag: ' + case, raw_face_pixels=raw, inputs_lost=lost)
     assert raw == 0, '%s: %d raw face pixels written' % (case, raw)
     assert lost == 0, '%s: %d inputs lost' % (case, lost)
+    _independent_readers_accept(dst, result)
     return {'summary': summary, 'input': source, 'output': result}
+
+
+def _independent_readers_accept(dst: Path, result: Sequence[Tuple[Any, ...]]) -> None:
+    """mcap-ros2-support decodes every output message; rosbags-image every colour image."""
+    from mcap_ros2.reader import read_ros2_messages
+    from rosbags.image import message_to_cvimage
+    decoded = sum(1 for path in dst.glob('*.mcap') for _ in read_ros2_messages(str(path)))
+    assert decoded == len(result)
+    for _, msgtype, _, _, msg in result:
+        if msgtype == IMAGE or (msgtype == COMPRESSED
+                                and 'compresseddepth' not in msg.format.lower()):
+            assert message_to_cvimage(msg).size
 
 
 def _count(messages: Sequence[Tuple[Any, ...]], topic: str) -> int:
