@@ -2,21 +2,27 @@
 Offline anonymization of recorded bags: ``anonymize_bag INPUT OUTPUT``.
 
 Reads a rosbag2 bag (sqlite3 or mcap) or a ROS 1 ``.bag`` with the ``rosbags`` library, runs the
-same pipeline and parameters as the node over every colour image topic (``sensor_msgs/Image``
-and ``sensor_msgs/CompressedImage``), and writes a rosbag2 bag in which
+same pipeline and parameters as the node over every image message (``sensor_msgs/Image`` and
+``sensor_msgs/CompressedImage``), and writes a rosbag2 bag in which
 
-* every message of a topic that is not anonymized is copied unchanged: same serialized bytes
-  (a ROS 1 input is converted to CDR), same receive timestamp, same topic type, message
-  definition, serialization format and offered QoS profiles;
-* anonymized topics keep their header stamps, frame ids, message counts and receive timestamps;
-  compressed images stay compressed in the same format (JPEG quality configurable);
+* every image message is classified by its own type and encoding (:func:`route_message`), never
+  by its topic's first message or connection: whatever can show a face is anonymized or not
+  written; only a depth image (16UC1, 32FC1, mono16, compressedDepth) on a depth topic (a
+  ``depth`` name or ``--depth-topic``) takes the depth path; ``--copy-topic`` is the only way to
+  keep an image topic as it is;
+* every other message is copied unchanged: same serialized bytes, receive timestamp, topic
+  type, message definition, serialization format and offered QoS profiles (a ROS 1 input is
+  converted to the ROS 2 definitions; a definition that cannot be parsed is kept as it is);
+* anonymized messages keep their header stamps, frame ids, receive timestamps, row step and
+  byte order; compressed images stay compressed in the same format (JPEG quality configurable);
 * depth images get noise under the mask when ``depth.enable_noise`` is set (else they are copied
   unchanged); ``--write-masks`` adds a ``mono8`` mask topic ``<colour topic>/mask`` per camera.
 
 Privacy first: a frame that cannot be processed is written anonymized over its whole area and
 counted; a message that cannot even be decoded is not written at all and counted; the original
-pixels are never written on an error path.  The output is written next to its final name and
-moved there only when the whole bag was written.
+pixels are never written on an error path.  The output is written in a hidden staging folder
+beside its final name and moved there only when the whole bag was written; an output that is,
+holds or lies in the input is refused, and ``--force`` replaces nothing but a rosbag2 folder.
 
 A backward pass keeps the last ``backward_frames`` processed frames of each colour topic before
 writing them: when a face appears that had no overlapping detection in the frame before, its
