@@ -2,21 +2,27 @@
 Offline anonymization of recorded bags: ``anonymize_bag INPUT OUTPUT``.
 
 Reads a rosbag2 bag (sqlite3 or mcap) or a ROS 1 ``.bag`` with the ``rosbags`` library, runs the
-same pipeline and parameters as the node over every colour image topic (``sensor_msgs/Image``
-and ``sensor_msgs/CompressedImage``), and writes a rosbag2 bag in which
+same pipeline and parameters as the node over every image message (``sensor_msgs/Image`` and
+``sensor_msgs/CompressedImage``), and writes a rosbag2 bag in which
 
-* every message of a topic that is not anonymized is copied unchanged: same serialized bytes
-  (a ROS 1 input is converted to CDR), same receive timestamp, same topic type, message
-  definition, serialization format and offered QoS profiles;
-* anonymized topics keep their header stamps, frame ids, message counts and receive timestamps;
-  compressed images stay compressed in the same format (JPEG quality configurable);
+* every image message is classified by its own type and encoding (:func:`route_message`), never
+  by its topic's first message or connection: whatever can show a face is anonymized or not
+  written; only a depth image (16UC1, 32FC1, mono16, compressedDepth) on a depth topic (a
+  ``depth`` name or ``--depth-topic``) takes the depth path; ``--copy-topic`` is the only way to
+  keep an image topic as it is;
+* every other message is copied unchanged: same serialized bytes, receive timestamp, topic
+  type, message definition, serialization format and offered QoS profiles (a ROS 1 input is
+  converted to the ROS 2 definitions; a definition that cannot be parsed is kept as it is);
+* anonymized messages keep their header stamps, frame ids, receive timestamps, row step and
+  byte order; compressed images stay compressed in the same format (JPEG quality configurable);
 * depth images get noise under the mask when ``depth.enable_noise`` is set (else they are copied
   unchanged); ``--write-masks`` adds a ``mono8`` mask topic ``<colour topic>/mask`` per camera.
 
 Privacy first: a frame that cannot be processed is written anonymized over its whole area and
 counted; a message that cannot even be decoded is not written at all and counted; the original
-pixels are never written on an error path.  The output is written next to its final name and
-moved there only when the whole bag was written.
+pixels are never written on an error path.  The output is written in a hidden staging folder
+beside its final name and moved there only when the whole bag was written; an output that is,
+holds or lies in the input is refused, and ``--force`` replaces nothing but a rosbag2 folder.
 
 A backward pass keeps the last ``backward_frames`` processed frames of each colour topic before
 writing them: when a face appears that had no overlapping detection in the frame before, its
@@ -33,6 +39,7 @@ import dataclasses
 from dataclasses import dataclass, field
 import os
 from pathlib import Path
+import re
 import shutil
 import sys
 import time
@@ -44,9 +51,8 @@ import numpy as np
 
 from . import params as params_mod
 from .anonymize import anonymize_depth
-from .image_msgs import (bgr_to_image_fields, COLOR_ENCODINGS, DEPTH_ENCODINGS,
-                         depth_to_image_fields, image_to_bgr, image_to_depth,
-                         mask_to_mono8_fields)
+from .image_msgs import (bgr_to_image_fields, depth_to_image_fields, image_to_bgr,
+                         image_to_depth, mask_to_mono8_fields)
 from .masker import AVPrivacyMasker, FrameResult
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
@@ -67,7 +73,6 @@ _KIND_TOKENS = frozenset((
     'image', 'images', 'img', 'raw', 'rect', 'color', 'colour', 'rgb', 'bgr', 'depth',
     'aligned', 'to', 'registered', 'compressed', 'compresseddepth', 'theora', 'ffmpeg',
     'zstd', 'mono', 'data'))
-_DEPTH_ENCODING_NAMES = frozenset(name.lower() for name in DEPTH_ENCODINGS)
 
 ProgressCallback = Callable[[int, int], None]
 LogCallback = Callable[[str], None]
@@ -75,6 +80,123 @@ LogCallback = Callable[[str], None]
 
 class BagError(Exception):
     """A problem the user can fix or must know about; the message says what and where."""
+
+
+# -- per-message classification ----------------------------------------------------------------
+COPY = 'copy'
+"""Not an image: copied byte for byte."""
+COLOUR = 'colour'
+"""Pixels that can show a face: anonymized, or not written when that fails."""
+DEPTH = 'depth'
+"""A genuine depth image on a depth topic: the depth path (copied, or noise under the mask)."""
+DROP = 'drop'
+"""Pixels that can show a face and cannot be anonymized here: not written, counted."""
+SKIP = 'skip'
+"""A type that cannot be written with a valid schema (reported per topic): not written."""
+
+GENUINE_DEPTH_ENCODINGS = frozenset(('16UC1', '32FC1', 'mono16'))
+"""Image encodings that go the depth path, spelled exactly as ROS spells them, on depth topics.
+
+Elsewhere a depth encoding is not trusted: its bytes could be a colour frame under a depth label,
+and mono16 is what infrared cameras send, faces included."""
+
+VIDEO_TYPES = frozenset((
+    'theora_image_transport/msg/Packet', 'ffmpeg_image_transport_msgs/msg/FFMPEGPacket',
+    'foxglove_msgs/msg/CompressedVideo', 'foxglove_msgs/msg/CompressedImage',
+    'foxglove_msgs/msg/RawImage'))
+"""Message types that carry camera pictures this tool cannot anonymize: never copied."""
+
+COMPRESSED_DEPTH_HEADER = 12
+"""compressed_depth_image_transport prefixes its PNG with a 12-byte configuration header."""
+
+
+def classify_message(msgtype: str, encoding: Any, depth_topic: bool) -> str:
+    """
+    Return what happens to one message, from its own type and encoding (or format).
+
+    ``encoding`` is an Image's ``encoding`` or a CompressedImage's ``format``; ``depth_topic``
+    says whether the message's topic is a depth topic (a ``depth`` name or ``--depth-topic``).
+    The answer is :data:`COPY` (not an image), :data:`COLOUR` (anonymize), :data:`DEPTH` (the
+    depth path) or :data:`DROP` (do not write).  Only an Image whose encoding is exactly a
+    depth encoding (16UC1, 32FC1, mono16), or a CompressedImage in the compressedDepth format,
+    on a depth topic, is depth; the same messages on any other topic are dropped.  Every
+    other image is colour, whatever its encoding claims: one that cannot be decoded as colour
+    (bayer, yuv, 16-bit colour, an unknown encoding) is dropped when it is decoded.
+    """
+    if msgtype == IMAGE_TYPE:
+        if isinstance(encoding, str) and encoding in GENUINE_DEPTH_ENCODINGS:
+            return DEPTH if depth_topic else DROP
+        return COLOUR
+    if msgtype == COMPRESSED_TYPE:
+        if 'compresseddepth' in str(encoding).lower():
+            return DEPTH if depth_topic else DROP
+        return COLOUR
+    if msgtype in VIDEO_TYPES:
+        return DROP
+    return COPY
+
+
+def is_compressed_depth(data: Any) -> bool:
+    """Return True when ``data`` is a compressedDepth payload: a header, then a 16-bit grey PNG."""
+    buf = np.asarray(data, np.uint8).reshape(-1)
+    png = buf[COMPRESSED_DEPTH_HEADER:]
+    if png.size == 0 or _sniff_codec(png) != 'png':
+        return False
+    return _is_grey16_png(png)
+
+
+def _is_grey16_png(png: np.ndarray) -> bool:
+    try:
+        pixels = cv2.imdecode(np.ascontiguousarray(png), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return False
+    return pixels is not None and pixels.ndim == 2 and pixels.dtype == np.uint16
+
+
+def check_depth_message(msg: Any) -> None:
+    """
+    Raise ValueError unless ``msg`` is a well-formed depth Image with no bytes beyond its rows.
+
+    A depth message is written unchanged when no noise is asked for, so its data must hold
+    exactly ``step * height`` bytes: nothing else can travel along.
+    """
+    image_to_depth(msg)
+    size = len(msg.data)
+    if size != int(msg.step) * int(msg.height):
+        raise ValueError('the depth image holds %d bytes, not step x height = %d'
+                         % (size, int(msg.step) * int(msg.height)))
+
+
+def route_message(msgtype: str, msg: Any, depth_topic: bool) -> Tuple[str, str]:
+    """
+    Return ``(kind, reason)`` for a decoded image message: :func:`classify_message`, checked.
+
+    A depth message is checked against its data (a well-formed depth Image, a real
+    compressedDepth payload, or a 16-bit grey PNG on a depth topic); anything else with a
+    depth label is dropped.  ``reason`` says why a message is dropped.
+    """
+    attr = 'encoding' if msgtype == IMAGE_TYPE else 'format'
+    label = getattr(msg, attr, '')
+    kind = classify_message(msgtype, label, depth_topic)
+    if kind == DROP:
+        if depth_topic or msgtype not in (IMAGE_TYPE, COMPRESSED_TYPE):
+            return DROP, 'a %s that cannot be anonymized' % msgtype
+        return DROP, ('%s %r on a topic that is not a depth topic (name it with --depth-topic '
+                      'if it is one)' % (attr, label))
+    if kind == DEPTH:
+        try:
+            if msgtype == IMAGE_TYPE:
+                check_depth_message(msg)
+            elif not is_compressed_depth(msg.data):
+                raise ValueError('its data is not a compressedDepth PNG')
+        except Exception as exc:  # noqa: BLE001 - a depth label on other data is not trusted
+            return DROP, 'depth-labelled message not written: %s' % exc
+        return DEPTH, ''
+    if kind == COLOUR and msgtype == COMPRESSED_TYPE and depth_topic:
+        data = np.asarray(getattr(msg, 'data', b''), np.uint8).reshape(-1)
+        if data.size and _sniff_codec(data) == 'png' and _is_grey16_png(data):
+            return DEPTH, ''  # a 16-bit grey PNG of a depth camera
+    return kind, ''
 
 
 # -- topic selection ---------------------------------------------------------------------------
@@ -195,6 +317,12 @@ class BagSummary:
     masks_written: int = 0
     messages_dropped: int = 0
     errors: Dict[str, int] = field(default_factory=dict)
+    copied_topics: List[str] = field(default_factory=list)
+    weakened: List[str] = field(default_factory=list)
+    topic_notes: Dict[str, List[str]] = field(default_factory=dict)
+    topics_not_written: Set[str] = field(default_factory=set)
+    not_written_by_topic: Dict[str, int] = field(default_factory=dict)
+    kinds_by_topic: Dict[str, Dict[str, int]] = field(default_factory=dict)
     wall_time_s: float = 0.0
     processing_time_s: float = 0.0
     pipeline_time_s: float = 0.0
@@ -203,6 +331,32 @@ class BagSummary:
     def note_error(self, text: str) -> None:
         """Count one error message (the summary shows the most frequent ones)."""
         self.errors[text] = self.errors.get(text, 0) + 1
+
+    def note_topic(self, topic: str, text: str) -> None:
+        """Record one remark about a whole topic (shown in the summary)."""
+        self.topic_notes.setdefault(topic, [])
+        if text not in self.topic_notes[topic]:
+            self.topic_notes[topic].append(text)
+
+    def dropped(self, topic: Optional[str]) -> None:
+        """Count one message of ``topic`` that is not written."""
+        self.messages_dropped += 1
+        if topic:
+            self.not_written_by_topic[topic] = self.not_written_by_topic.get(topic, 0) + 1
+
+    def not_written(self, topic: str, reason: str) -> None:
+        """Count one message that is not written, by topic and reason."""
+        self.dropped(topic)
+        self.note_error('%s: message not written: %s' % (topic, reason))
+
+    def count_kind(self, topic: str, kind: str) -> None:
+        """Count one image message of ``topic`` by its kind (colour, depth or drop)."""
+        kinds = self.kinds_by_topic.setdefault(topic, {})
+        kinds[kind] = kinds.get(kind, 0) + 1
+
+    def kind_changes(self) -> Dict[str, Dict[str, int]]:
+        """Return the topics whose image messages are of more than one kind."""
+        return {topic: kinds for topic, kinds in self.kinds_by_topic.items() if len(kinds) > 1}
 
     @property
     def frames_per_second(self) -> float:
@@ -230,6 +384,21 @@ class BagSummary:
         ]
         for text, count in sorted(self.errors.items(), key=lambda kv: -kv[1])[:5]:
             rows.append('  %dx %s' % (count, text))
+        for topic, count in sorted(self.not_written_by_topic.items()):
+            rows.append('messages NOT written on %s: %d' % (topic, count))
+        for topic, kinds in sorted(self.kind_changes().items()):
+            rows.append('topic %s changes kind: %s' % (topic, ', '.join(
+                '%d %s' % (count, kind) for kind, count in sorted(kinds.items()))))
+        if self.copied_topics:
+            rows.append('image topics copied WITHOUT anonymization (--copy-topic): %s'
+                        % ', '.join(self.copied_topics))
+        for text in self.weakened:
+            rows.append('WARNING: settings weaken privacy: %s' % text)
+        for topic, notes in sorted(self.topic_notes.items()):
+            for text in notes:
+                rows.append('topic %s: %s' % (topic, text))
+        if not self.cameras:
+            rows.append('WARNING: no image topics; every message was copied unchanged')
         return rows
 
 
@@ -290,6 +459,23 @@ def encode_compressed(bgr: np.ndarray, codec: str, grey: bool, jpeg_quality: int
     if not ok:
         raise ValueError('encoding the anonymized image as %s failed' % codec)
     return np.asarray(buf, np.uint8).reshape(-1)
+
+
+def rows_with_step(pixels: np.ndarray, height: int, packed_step: int, step: int
+                   ) -> Tuple[int, np.ndarray]:
+    """
+    Return ``(step, data)``: packed image rows laid out with the input message's row step.
+
+    The input's row padding is kept in size (readers that honour ``step`` see the same layout)
+    but filled with zeros: padding bytes are not pixels, and nothing of the input's may travel
+    in them.
+    """
+    raw = np.ascontiguousarray(pixels).view(np.uint8).reshape(-1)
+    if step <= packed_step:
+        return packed_step, raw
+    rows = np.zeros((height, step), np.uint8)
+    rows[:, :packed_step] = raw.reshape(height, packed_step)
+    return step, rows.reshape(-1)
 
 
 def header_stamp_ns(msg: Any) -> Optional[int]:
@@ -419,6 +605,7 @@ class _Frame:
     key: Tuple[int, int]
     slot: _Slot
     mask_slot: Optional[_Slot]
+    msgtype: str = IMAGE_TYPE
     msg: Any = None
     cdr: Any = None
     bgr: Optional[np.ndarray] = None
@@ -469,20 +656,23 @@ class _Camera:
         return (timestamp, count)
 
     # colour -----------------------------------------------------------------------------
-    def add_colour(self, out_conn: Any, mask_conn: Any, timestamp: int, cdr: Any) -> None:
+    def add_colour(self, out_conn: Any, mask_conn: Any, timestamp: int, cdr: Any, msg: Any,
+                   msgtype: str) -> None:
+        """Queue one colour message (decoded from ``cdr``) of this topic for anonymization."""
         run = self.run
         key = self._key(self.colour_seen, timestamp)
         frame = _Frame(key, run.out.add(out_conn, timestamp),
-                       run.out.add(mask_conn, timestamp) if mask_conn is not None else None)
+                       run.out.add(mask_conn, timestamp) if mask_conn is not None else None,
+                       msgtype)
         frame.cdr = cdr
         try:
-            frame.msg = run.dst_ts.deserialize_cdr(cdr, self.plan.msgtype)
-            if self.plan.compressed:
+            frame.msg = msg
+            if msgtype == COMPRESSED_TYPE:
                 frame.bgr, frame.codec = decode_compressed(frame.msg)
             else:
                 frame.bgr, frame.codec = image_to_bgr(frame.msg)
         except Exception as exc:  # noqa: BLE001 - undecodable: write nothing, never raw
-            run.summary.messages_dropped += 1
+            run.summary.dropped(self.plan.topic)
             run.summary.note_error('%s: frame not written: %s' % (self.plan.topic, exc))
             frame.slot.drop()
             if frame.mask_slot is not None:
@@ -537,7 +727,7 @@ class _Camera:
             frame.slot.drop()
             if frame.mask_slot is not None:
                 frame.mask_slot.drop()
-            summary.messages_dropped += 1
+            summary.dropped(self.plan.topic)
             frame.bgr = None
             if frame.depth_rec is not None:
                 self._write_depth(frame.depth_rec, None)
@@ -621,7 +811,7 @@ class _Camera:
             frame.slot.drop()
             if frame.mask_slot is not None:
                 frame.mask_slot.drop()
-            summary.messages_dropped += 1
+            summary.dropped(self.plan.topic)
             mask = None
         else:
             frame.slot.ready(data)
@@ -640,15 +830,15 @@ class _Camera:
         if not failed and not mask.any():
             return frame.cdr  # nothing masked: the input bytes are the anonymized frame
         msg = frame.msg
-        if self.plan.compressed:
+        if frame.msgtype == COMPRESSED_TYPE:
             codec, grey = frame.codec
             data = encode_compressed(image, codec, grey, run.jpeg_quality)
             out = dataclasses.replace(msg, data=data)
         else:
             _, step, raw = bgr_to_image_fields(image, frame.codec)
-            out = dataclasses.replace(msg, is_bigendian=0, step=step,
-                                      data=np.frombuffer(raw, np.uint8))
-        return run.dst_ts.serialize_cdr(out, self.plan.msgtype)
+            step, data = rows_with_step(raw, int(msg.height), step, int(msg.step))
+            out = dataclasses.replace(msg, step=step, data=data)
+        return run.dst_ts.serialize_cdr(out, frame.msgtype)
 
     def _encode_mask(self, msg: Any, mask: np.ndarray) -> Any:
         run = self.run
@@ -685,7 +875,8 @@ class _Camera:
                 self._write_depth(record, None)
 
     # depth ------------------------------------------------------------------------------
-    def add_depth(self, out_conn: Any, timestamp: int, cdr: Any) -> None:
+    def add_depth(self, out_conn: Any, timestamp: int, cdr: Any, msg: Any) -> None:
+        """Queue one depth Image (decoded from ``cdr``, checked) of this camera's depth topic."""
         run = self.run
         key = self._key(self.depth_seen, timestamp)
         slot = run.out.add(out_conn, timestamp)
@@ -695,15 +886,13 @@ class _Camera:
         if not run.need_depth_input:
             return
         depth = None
-        msg = None
         try:
-            msg = run.dst_ts.deserialize_cdr(cdr, IMAGE_TYPE)
             depth = image_to_depth(msg)
         except Exception as exc:  # noqa: BLE001 - undecodable depth
             run.summary.note_error('%s: depth not usable: %s' % (self.plan.depth_topic, exc))
             if run.depth_noise:
                 slot.drop()
-                run.summary.messages_dropped += 1
+                run.summary.dropped(self.plan.depth_topic)
         record = _DepthRecord(key, slot, msg, cdr, depth)
         source = self.depth_to_colour.get(key)
         if key in self.paired_depth:
@@ -748,13 +937,16 @@ class _Camera:
             elif depth_out is None or depth_out.shape != depth.shape:
                 depth_out = anonymize_depth(depth, mask, run.depth_std, self.masker.rng)
             _, step, raw = depth_to_image_fields(depth_out, record.msg.encoding)
-            out = dataclasses.replace(record.msg, is_bigendian=0, step=step,
-                                      data=np.frombuffer(raw, np.uint8))
+            if int(record.msg.is_bigendian) == 1:  # keep the input's byte order
+                raw = raw.astype(raw.dtype.newbyteorder('>'))
+            step, data = rows_with_step(raw, int(record.msg.height), step,
+                                        int(record.msg.step))
+            out = dataclasses.replace(record.msg, step=step, data=data)
             record.slot.ready(run.dst_ts.serialize_cdr(out, IMAGE_TYPE))
             summary.depth_anonymized += 1
         except Exception as exc:  # noqa: BLE001 - never write raw depth on an error path
             summary.note_error('%s: depth not written: %s' % (self.plan.depth_topic, exc))
-            summary.messages_dropped += 1
+            summary.dropped(self.plan.depth_topic)
             record.slot.drop()
 
 
@@ -816,11 +1008,77 @@ def _input_storage(path: Path) -> str:
     return 'mcap'
 
 
-def _open_reader(path: Path) -> Any:
+def _tolerant_reader(path: Path, default_typestore: Any) -> Any:
+    """
+    Return an AnyReader that keeps going past message definitions it cannot parse.
+
+    rosbags' AnyReader stops the whole bag at one definition it cannot parse (for example the
+    ``.../srv/..._Event`` service-event topics that ``ros2 bag record`` writes on Jazzy).  This
+    one parses each connection's definition on its own and lists those that fail in
+    ``unparsed`` (type -> reason); their messages are still read, as bytes.
+    """
     from rosbags.highlevel import AnyReader
+    from rosbags.highlevel.anyreader import AnyReaderError
+    from rosbags.interfaces import MessageDefinitionFormat
+    from rosbags.typesys import get_types_from_idl, get_types_from_msg, get_typestore, Stores
+
+    def parse(connection: Any) -> Dict[str, Any]:
+        if connection.msgdef.format == MessageDefinitionFormat.MSG:
+            return dict(get_types_from_msg(connection.msgdef.data, connection.msgtype))
+        found: Dict[str, Any] = {}
+        sep = '=' * 80 + '\n'
+        if connection.msgdef.data.startswith(sep + 'IDL: '):
+            for msgdef in connection.msgdef.data.split(sep)[1:]:
+                found.update(get_types_from_idl(msgdef.split('\n', 1)[1]))
+        else:
+            found.update(get_types_from_idl(connection.msgdef.data))
+        return found
+
+    class TolerantReader(AnyReader):  # type: ignore[misc]
+        unparsed: Dict[str, str]
+
+        def _open(self) -> None:
+            assert self.stack
+            for sub in self.readers:
+                self.stack.enter_context(sub)
+            self.unparsed = {}
+            typs: Dict[str, Any] = {}
+            digests: Dict[str, str] = {}
+            connections = [c for sub in self.readers for c in sub.connections]
+            defined = [c for c in connections if c.msgdef.format != MessageDefinitionFormat.NONE]
+            for connection in defined:
+                try:
+                    typs.update(parse(connection))
+                except Exception as exc:  # noqa: BLE001 - this type only is copied as bytes
+                    self.unparsed[connection.msgtype] = _one_line(exc)
+                    continue
+                if connection.digest:
+                    digests[connection.msgtype] = connection.digest
+            if connections and not defined:
+                if self.default_typestore is None:
+                    raise AnyReaderError('Bag contains no type definitions.')
+                typs.update(self.default_typestore.fielddefs)
+            typestore = get_typestore(Stores.EMPTY)
+            typestore.register(typs)
+            for msgtype, digest in digests.items():
+                try:
+                    have = (typestore.hash_rihs01(msgtype) if self.is2
+                            else typestore.generate_msgdef(msgtype)[1])
+                except Exception as exc:  # noqa: BLE001 - cannot be checked
+                    self.unparsed[msgtype] = _one_line(exc)
+                    continue
+                if have != digest:
+                    self.unparsed[msgtype] = 'its definition does not match its hash'
+            self.connections = connections
+            self.typestore = typestore
+
+    return TolerantReader([path], default_typestore=default_typestore)
+
+
+def _open_reader(path: Path) -> Any:
     from rosbags.typesys import get_typestore, Stores
     try:
-        reader = AnyReader([path], default_typestore=get_typestore(Stores.LATEST))
+        reader = _tolerant_reader(path, get_typestore(Stores.LATEST))
         reader.open()
     except _reader_errors() as exc:
         raise BagError('cannot read input bag %s: %s (is it corrupt or truncated?)'
@@ -849,44 +1107,74 @@ def _read(reader: Any, path: Path, connections: Sequence[Any] = ()
         yield item
 
 
-def _dst_typestore(reader: Any) -> Tuple[Any, Dict[str, str], Dict[str, Callable[[Any], Any]]]:
-    """
-    Return the output typestore, the type renames and per-type converters to CDR.
+ROS2_FIELD_NAME = re.compile(r'^[a-z][a-z0-9]*(_[a-z0-9]+)*$')
+"""ROS 2 field names: lower case, digits and single inner underscores (rosidl's rule)."""
 
-    rosbag2 input: the bag's own types, messages copied byte for byte.  ROS 1 input: the bag's
-    types with the ROS 2 ``std_msgs/Header`` (no ``seq``) and ``tf/tfMessage`` renamed, messages
-    converted by rosbags' ROS 1 -> CDR converter.  sensor_msgs/Image is added for mask topics.
+
+def ros2_definition_problem(store: Any, msgtype: str) -> str:
+    """Return why ``msgtype`` (and the types it uses) is not a valid ROS 2 message, or ''."""
+    try:
+        used = _type_closure(store, msgtype, set())
+    except KeyError as exc:
+        return 'its definition uses the unknown type %s' % exc
+    for name in used:
+        for field_name, _ in store.fielddefs[name][1]:
+            if not ROS2_FIELD_NAME.match(field_name):
+                return '%r in %s is not a valid ROS 2 field name' % (field_name, name)
+    return ''
+
+
+def _dst_typestore(reader: Any) -> Tuple[Any, Dict[str, str], Dict[str, Callable[[Any], Any]],
+                                         Dict[str, str]]:
+    """
+    Return the output typestore, type renames, per-type converters to CDR and skipped types.
+
+    rosbag2 input: the bag's own types, messages copied byte for byte.  ROS 1 input: the ROS 2
+    definitions of the latest distribution (field names, types and hashes: CameraInfo's
+    ``D K R P`` become ``d k r p``), messages migrated by rosbags' converter; a type the
+    distribution does not have keeps its own definition when that is valid ROS 2, else it is
+    skipped (``skipped`` maps it to the reason).  sensor_msgs/Image is added for mask topics.
     """
     from rosbags.typesys import get_types_from_msg, get_typestore, Stores
     latest = get_typestore(Stores.LATEST)
     src = reader.typestore
-    dst = get_typestore(Stores.EMPTY)
     renames: Dict[str, str] = {}
     converters: Dict[str, Callable[[Any], Any]] = {}
+    skipped: Dict[str, str] = {}
     if reader.is2:
+        dst = get_typestore(Stores.EMPTY)
         dst.register(dict(src.fielddefs))
     else:
         from rosbags.convert.converter import generate_message_converter, STATIC_MSGTYPE_RENAMES
-        types = dict(src.fielddefs)
-        types['std_msgs/msg/Header'] = latest.fielddefs['std_msgs/msg/Header']
-        dst.register(types)
+        dst = get_typestore(Stores.LATEST)
         cache: Dict[str, object] = {}
         for conn in reader.connections:
-            if conn.msgtype in converters:
+            if conn.msgtype in converters or conn.msgtype in skipped:
                 continue
             target = STATIC_MSGTYPE_RENAMES.get(conn.msgtype, conn.msgtype)
+            try:
+                if target not in dst.fielddefs:
+                    typs = get_types_from_msg(
+                        src.generate_msgdef(conn.msgtype, ros_version=2)[0], target)
+                    typs.pop('std_msgs/msg/Header', None)
+                    candidate = get_typestore(Stores.LATEST)
+                    candidate.register({k: v for k, v in typs.items()
+                                        if k not in candidate.fielddefs})
+                    problem = ros2_definition_problem(candidate, target)
+                    if problem:
+                        skipped[conn.msgtype] = 'no ROS 2 equivalent: %s' % problem
+                        continue
+                    dst.register({k: v for k, v in typs.items() if k not in dst.fielddefs})
+                converters[conn.msgtype] = generate_message_converter(
+                    src, dst, conn.msgtype, target, cache, src_is2=False, dst_is2=True)
+            except Exception as exc:  # noqa: BLE001 - reported and skipped, never broken
+                skipped[conn.msgtype] = 'cannot be converted to ROS 2: %s' % _one_line(exc)
+                continue
             renames[conn.msgtype] = target
-            if target not in dst.fielddefs:
-                typs = get_types_from_msg(src.generate_msgdef(conn.msgtype, ros_version=2)[0],
-                                          target)
-                typs.pop('std_msgs/msg/Header', None)
-                dst.register({k: v for k, v in typs.items() if k not in dst.fielddefs})
-            converters[conn.msgtype] = generate_message_converter(
-                src, dst, conn.msgtype, target, cache, src_is2=False, dst_is2=True)
     missing = _type_closure(latest, IMAGE_TYPE, set(dst.fielddefs))
     if missing:
         dst.register({name: latest.fielddefs[name] for name in missing})
-    return dst, renames, converters
+    return dst, renames, converters, skipped
 
 
 def _type_closure(store: Any, name: str, have: Set[str]) -> List[str]:
@@ -907,115 +1195,84 @@ def _type_closure(store: Any, name: str, have: Set[str]) -> List[str]:
     return found
 
 
-def _peek(reader: Any, path: Path, conn: Any) -> Any:
-    for _, _, raw in _read(reader, path, [conn]):
-        return raw
-    return None
+@dataclass
+class TopicPlan:
+    """What happens to each topic: cameras (with their depth), depth topics, copied topics."""
 
-
-def _first_message(reader: Any, path: Path, conns: Sequence[Any]) -> Any:
-    for conn in conns:
-        raw = _peek(reader, path, conn)
-        if raw is not None:
-            try:
-                return reader.deserialize(raw, conn.msgtype)
-            except Exception:  # noqa: BLE001 - an undecodable first message says nothing
-                return None
-    return None
+    cameras: List[CameraPlan]
+    depth_topics: Set[str]
+    copy_topics: Set[str]
+    image_topics: Set[str]
 
 
 def choose_cameras(reader: Any, path: Path, image_topics: Sequence[str],
                    depth_topics: Sequence[str], use_depth: bool, write_masks: bool,
-                   log: LogCallback) -> List[CameraPlan]:
+                   log: LogCallback, copy_topics: Sequence[str] = ()) -> TopicPlan:
     """
-    Decide which topics are anonymized, with which depth topic; raise BagError if impossible.
+    Decide the role of every image topic; raise BagError if the options cannot be met.
 
-    Without ``image_topics``: every Image topic with a colour (or unknown) encoding and every
-    CompressedImage topic that is not compressedDepth, except ``*/mask`` topics.  Depth topics
-    are the ``depth_topics`` given and Image topics with a depth encoding (16UC1, 32FC1; mono16
-    only with a ``depth`` name, since infrared cameras send mono16 too) or a ``depth`` name.
+    Every topic with a sensor_msgs/Image or CompressedImage connection gets a camera (its face
+    capable messages are anonymized), except the ``copy_topics`` the user named, which are
+    copied unchanged.  Depth topics are the ``depth_topics`` given and topics with a ``depth``
+    word in their name (unless named with ``image_topics``): never the messages' own labels,
+    which could put a depth label on a colour frame.  A depth topic pairs with the colour
+    camera of the same name; its depth messages feed that camera's mask and depth noise, and
+    any colour message on it is anonymized by a camera of its own.  ``image_topics`` does not
+    limit what is anonymized: it only makes sure a topic is treated as colour.
     """
     topics: Dict[str, List[Any]] = {}
     for conn in reader.connections:
         topics.setdefault(conn.topic, []).append(conn)
-    types = {name: conns[0].msgtype for name, conns in topics.items()}
-    image_like = [t for t, ty in types.items() if ty in (IMAGE_TYPE, COMPRESSED_TYPE)]
-    encodings: Dict[str, str] = {}
-    wide_pixels: Set[str] = set()  # compressed topics holding 16-bit (depth) images
-    for topic in image_like:
-        first = _first_message(reader, path, topics[topic])
-        attr = 'encoding' if types[topic] == IMAGE_TYPE else 'format'
-        encodings[topic] = str(getattr(first, attr, '')) if first is not None else ''
-        if first is not None and types[topic] == COMPRESSED_TYPE:
-            data = np.asarray(first.data, np.uint8).reshape(-1)
-            try:  # an empty or broken first message says nothing about the topic
-                pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-            except cv2.error:
-                pixels = None
-            if pixels is not None and pixels.dtype != np.uint8:
-                wide_pixels.add(topic)
+    image_like = [t for t, conns in topics.items()
+                  if any(c.msgtype in (IMAGE_TYPE, COMPRESSED_TYPE) for c in conns)]
 
-    def is_depth(topic: str) -> bool:
-        enc = encodings[topic].lower()
-        if topic in depth_topics:
-            return True
-        if types[topic] == COMPRESSED_TYPE:
-            # Decided by the data: a compressed colour image is never skipped for its name.
-            # 16-bit pixels are depth only when the format or the name says so: an infrared
-            # camera sends 16-bit grey images of faces too.
-            wide_depth = topic in wide_pixels and (
-                is_depth_name(topic) or '16uc1' in enc or '32fc1' in enc)
-            return 'compresseddepth' in enc or wide_depth or (not enc and is_depth_name(topic))
-        if enc == 'mono16':
-            # 16-bit grey: depth on a depth topic, an infrared or mono camera elsewhere.
-            return is_depth_name(topic)
-        if enc:
-            return enc in _DEPTH_ENCODING_NAMES
-        return is_depth_name(topic)
-
-    def check(topic: str, wanted: Tuple[str, ...], what: str) -> None:
-        if topic not in types:
+    def check(topic: str, what: str) -> None:
+        if topic not in topics:
             raise BagError('topic %s is not in %s (image topics in the bag: %s)'
                            % (topic, path, ', '.join(sorted(image_like)) or 'none'))
-        if types[topic] not in wanted:
-            raise BagError('topic %s is a %s, not a %s' % (topic, types[topic], what))
+        if topic not in image_like:
+            raise BagError('topic %s is a %s, not a %s'
+                           % (topic, topics[topic][0].msgtype, what))
 
     for topic in image_topics:
-        check(topic, (IMAGE_TYPE, COMPRESSED_TYPE), 'sensor_msgs/Image or CompressedImage')
+        check(topic, 'sensor_msgs/Image or CompressedImage')
     for topic in depth_topics:
-        check(topic, (IMAGE_TYPE,), 'sensor_msgs/Image depth topic')
+        check(topic, 'sensor_msgs/Image depth topic')
+    for topic in copy_topics:
+        if topic not in topics:
+            raise BagError('--copy-topic %s is not in %s' % (topic, path))
+    both = set(image_topics) & set(depth_topics)
+    if both:
+        raise BagError('topic %s is given both as --image-topic and --depth-topic'
+                       % sorted(both)[0])
+    copied = set(copy_topics)
+    depth_role: Set[str] = set()
+    for topic in image_like:
+        if topic in copied or topic in image_topics:
+            continue
+        if topic in depth_topics or is_depth_name(topic):
+            depth_role.add(topic)
+    colour = [t for t in image_like if t not in copied and t not in depth_role]
+    colour.sort(key=lambda t: (topics[t][0].msgtype != IMAGE_TYPE, t))
     if image_topics:
-        colour = list(dict.fromkeys(image_topics))
-        left_out = [t for t in image_like if t not in colour and not is_depth(t)]
-        if left_out:
-            log('warning: image topics copied WITHOUT anonymization (not given with '
-                '--image-topic): %s' % ', '.join(sorted(left_out)))
-    else:
-        colour = [t for t in image_like if not is_depth(t)
-                  and not (t.endswith(MASK_SUFFIX) and encodings[t].lower() == 'mono8')]
-        if not colour:
-            raise BagError('no colour image topics (sensor_msgs/Image or CompressedImage) in '
-                           '%s; topics: %s' % (path, ', '.join(sorted(types)) or 'none'))
-    colour.sort(key=lambda t: (types[t] != IMAGE_TYPE, t))
-    others = [t for t in image_like if t not in colour and (is_depth(t) or not image_topics)]
-    if others:
-        log('depth and mask image topics (faces are not searched there): %s'
-            % ', '.join(sorted(others)))
-    for topic in colour:
-        enc = encodings[topic]
-        if types[topic] == IMAGE_TYPE and enc and enc.lower() not in COLOR_ENCODINGS:
-            log('warning: %s has encoding %r, which cannot be anonymized; its frames will NOT '
-                'be written (supported: %s)' % (topic, enc, ', '.join(COLOR_ENCODINGS)))
-        elif topic in wide_pixels:
-            log('warning: %s holds 16-bit images (format %r), which cannot be anonymized; its '
-                'frames will NOT be written' % (topic, enc))
-    plans = [CameraPlan(t, types[t]) for t in colour]
+        extra = [t for t in colour if t not in image_topics]
+        if extra:
+            log('image topics anonymized although not named with --image-topic (to copy one '
+                'unchanged, name it with --copy-topic): %s' % ', '.join(sorted(extra)))
+    if copied & set(image_like):
+        log('warning: image topics copied WITHOUT anonymization (--copy-topic): %s'
+            % ', '.join(sorted(copied & set(image_like))))
+    if depth_role:
+        log('depth topics (faces are not searched in their depth images; any colour image on '
+            'them is anonymized): %s' % ', '.join(sorted(depth_role)))
+    plans = [CameraPlan(t, topics[t][0].msgtype) for t in colour]
     if use_depth:
+        depth_images = [t for t in depth_role
+                        if any(c.msgtype == IMAGE_TYPE for c in topics[t])]
         if depth_topics and len(depth_topics) == len(image_topics):
             pairs = dict(zip(image_topics, depth_topics))
         else:
-            candidates = list(depth_topics) or [
-                t for t in image_like if types[t] == IMAGE_TYPE and is_depth(t)]
+            candidates = list(depth_topics) or sorted(depth_images)
             pairs = pair_depth_topics(colour, candidates)
             unpaired = [d for d in depth_topics if d not in pairs.values()]
             if unpaired:
@@ -1029,10 +1286,13 @@ def choose_cameras(reader: Any, path: Path, image_topics: Sequence[str],
     if write_masks:
         for plan in plans:
             plan.mask_topic = plan.topic.rstrip('/') + MASK_SUFFIX
-            if plan.mask_topic in types:
+            if plan.mask_topic in topics:
                 raise BagError('the mask topic %s already exists in %s; run without '
                                '--write-masks' % (plan.mask_topic, path))
-    return plans
+    # Colour messages on depth topics are anonymized by a camera of their own, without depth.
+    plans.extend(CameraPlan(t, topics[t][0].msgtype, note='depth topic') for t in
+                 sorted(depth_role))
+    return TopicPlan(plans, depth_role, copied, set(image_like))
 
 
 def _make_maskers(plans: Sequence[CameraPlan], values: Mapping[str, Any],
@@ -1051,9 +1311,21 @@ def _make_maskers(plans: Sequence[CameraPlan], values: Mapping[str, Any],
     return maskers
 
 
+def decode_and_route(dst_ts: Any, msgtype: str, cdr: Any, depth_topic: bool
+                     ) -> Tuple[str, str, Any]:
+    """Return ``(kind, reason, message)`` for one image message's CDR bytes (see route_message)."""
+    try:
+        msg = dst_ts.deserialize_cdr(cdr, msgtype)
+    except Exception as exc:  # noqa: BLE001 - undecodable: never written
+        return DROP, 'cannot be decoded: %s: %s' % (type(exc).__name__, exc), None
+    kind, reason = route_message(msgtype, msg, depth_topic)
+    return kind, reason, msg
+
+
 def _first_pass(reader: Any, path: Path, cameras: Sequence[_Camera], dst_ts: Any,
-                converters: Mapping[str, Callable[[Any], Any]], slop_ns: int) -> None:
-    """Read the header stamps of paired colour and depth topics and pair them."""
+                renames: Mapping[str, str], converters: Mapping[str, Callable[[Any], Any]],
+                depth_role: Set[str], slop_ns: int) -> None:
+    """Read the header stamps of paired colour and depth messages and pair them."""
     wanted: Dict[str, Tuple[_Camera, bool]] = {}
     for cam in cameras:
         if cam.plan.depth_topic:
@@ -1063,17 +1335,23 @@ def _first_pass(reader: Any, path: Path, cameras: Sequence[_Camera], dst_ts: Any
         return
     stamps: Dict[str, List[Tuple[Tuple[int, int], Optional[int]]]] = {t: [] for t in wanted}
     seen: Dict[str, Dict[int, int]] = {t: {} for t in wanted}
-    conns = [c for c in reader.connections if c.topic in wanted]
+    conns = [c for c in reader.connections if c.topic in wanted
+             and c.msgtype in (IMAGE_TYPE, COMPRESSED_TYPE)]
     for conn, timestamp, raw in _read(reader, path, conns):
         cam, is_colour = wanted[conn.topic]
-        key = _Camera._key(seen[conn.topic], timestamp)
+        msgtype = renames.get(conn.msgtype, conn.msgtype)
         try:
             cdr = converters[conn.msgtype](raw) if conn.msgtype in converters else raw
-            msg = dst_ts.deserialize_cdr(cdr, cam.plan.msgtype if is_colour else IMAGE_TYPE)
-            stamp = header_stamp_ns(msg)
-        except Exception:  # noqa: BLE001 - such a message is never paired
-            stamp = None
-        stamps[conn.topic].append((key, stamp))
+        except Exception:  # noqa: BLE001 - dropped in the main pass too
+            continue
+        kind, _, msg = decode_and_route(dst_ts, msgtype, cdr, conn.topic in depth_role)
+        # Exactly the messages the main pass hands to add_colour / add_depth get a key.
+        if is_colour and kind != COLOUR:
+            continue
+        if not is_colour and (kind != DEPTH or msgtype != IMAGE_TYPE):
+            continue
+        key = _Camera._key(seen[conn.topic], timestamp)
+        stamps[conn.topic].append((key, header_stamp_ns(msg)))
     for cam in cameras:
         if not cam.plan.depth_topic:
             continue
@@ -1089,8 +1367,35 @@ def _first_pass(reader: Any, path: Path, cameras: Sequence[_Camera], dst_ts: Any
                 cam.mask_users[ckey] = cam.mask_users.get(ckey, 0) + 1
 
 
+def embeds_image(store: Any, msgtype: str) -> bool:
+    """Return True when ``msgtype`` has an Image or CompressedImage field, at any depth."""
+    if msgtype not in store.fielddefs:
+        return False
+    try:
+        used = _type_closure(store, msgtype, set())
+    except KeyError:
+        return False
+    return IMAGE_TYPE in used or COMPRESSED_TYPE in used
+
+
+def _mentions_images(msgdef: str) -> bool:
+    """Return True when a message definition text uses an Image or CompressedImage."""
+    return bool(re.search(r'\b(Image|CompressedImage)\b', msgdef or ''))
+
+
+def _raw_schema_problem(rconn: Any, unparsed: Mapping[str, str]) -> str:
+    """Return why a connection whose definition cannot be parsed cannot be copied, or ''."""
+    if rconn.msgtype not in unparsed:
+        return ''
+    if not rconn.msgdef.data or not rconn.digest:
+        return ('its definition cannot be parsed (%s) and the bag has no definition and hash '
+                'to copy' % unparsed[rconn.msgtype])
+    return ''
+
+
 def _add_connection(writer: Any, rconn: Any, topic: str, msgtype: str, dst_ts: Any,
-                    is2: bool, added: Dict[Tuple[Any, ...], Any]) -> Any:
+                    is2: bool, added: Dict[Tuple[Any, ...], Any],
+                    raw_schema: bool = False) -> Any:
     from rosbags.interfaces import ConnectionExtRosbag2, MessageDefinitionFormat
     if is2 and isinstance(rconn.ext, ConnectionExtRosbag2):
         ext_format = rconn.ext.serialization_format
@@ -1102,7 +1407,7 @@ def _add_connection(writer: Any, rconn: Any, topic: str, msgtype: str, dst_ts: A
     key = (topic, msgtype, ext_format, repr(qos))
     if key in added:
         return added[key]
-    if is2 and rconn.msgtype == msgtype and rconn.digest \
+    if raw_schema or is2 and rconn.msgtype == msgtype and rconn.digest \
             and rconn.msgdef.format != MessageDefinitionFormat.NONE and rconn.msgdef.data:
         conn = writer.add_connection(topic, msgtype, msgdef=rconn.msgdef.data,
                                      rihs01=rconn.digest, serialization_format=ext_format,
@@ -1114,8 +1419,145 @@ def _add_connection(writer: Any, rconn: Any, topic: str, msgtype: str, dst_ts: A
     return conn
 
 
+ROSBAG2_FILE_SUFFIXES = ('.mcap', '.db3', '.db3-shm', '.db3-wal', '.db3-journal', '.zstd')
+"""Files a rosbag2 output folder holds beside metadata.yaml; --force replaces nothing else."""
+
+
+def _input_files(src: Path) -> List[Path]:
+    """Return the input bag and, for a folder, every file in it, with symlinks resolved."""
+    found = [src.resolve()]
+    if src.is_dir():
+        found.extend(child.resolve() for child in src.iterdir())
+    return found
+
+
+def check_output(src: Path, dst: Path, force: bool) -> None:
+    """
+    Refuse an output that could touch the input or anything the user did not name as output.
+
+    Checked with symlinks resolved, before anything is read or written: the output must not be
+    the input, contain the input (or any input file), or lie inside the input.  An existing
+    output is replaced only with ``force``, and only when it is a rosbag2 folder (a
+    metadata.yaml beside storage files) holding nothing else.
+
+    :raises BagError: saying which rule the output breaks.
+    """
+    target = dst.resolve()
+    for item in _input_files(src):
+        if target == item:
+            raise BagError('the output %s is the input bag %s' % (dst, src))
+        if target in item.parents:
+            raise BagError('the output %s contains the input %s; replacing or writing it could '
+                           'destroy the input' % (dst, item))
+        if item in target.parents:
+            raise BagError('the output %s lies inside the input %s' % (dst, item))
+    if not os.path.lexists(dst):
+        return
+    if not force:
+        raise BagError('output %s exists already; use --force to replace it' % dst)
+    if dst.is_symlink():
+        raise BagError('output %s is a symbolic link; --force does not replace links' % dst)
+    if not dst.is_dir():
+        raise BagError('output %s is not a folder; --force only replaces a rosbag2 output '
+                       'folder' % dst)
+    if not (dst / 'metadata.yaml').is_file():
+        raise BagError('output %s has no metadata.yaml; --force only replaces a rosbag2 output '
+                       'folder' % dst)
+    foreign = sorted(child.name for child in dst.iterdir()
+                     if child.name != 'metadata.yaml'
+                     and not (child.is_file() and not child.is_symlink()
+                              and child.name.endswith(ROSBAG2_FILE_SUFFIXES)))
+    if foreign:
+        raise BagError('output %s holds files that are not part of a rosbag2 bag (%s); '
+                       '--force does not replace it' % (dst, ', '.join(foreign[:5])))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OverflowError, OSError):
+        return False
+    return True
+
+
+def clean_stale_staging(dst: Path, say: LogCallback) -> List[Path]:
+    """
+    Remove ``.NAME.partial-PID`` staging folders left beside ``dst`` by killed runs.
+
+    A folder whose process is still running is left alone (and reported).  Returns the folders
+    removed.
+    """
+    prefix = '.%s.partial-' % dst.name
+    removed: List[Path] = []
+    parent = dst.parent
+    if not parent.is_dir():
+        return removed
+    for child in sorted(parent.iterdir()):
+        pid_text = child.name[len(prefix):] if child.name.startswith(prefix) else ''
+        if not pid_text.isdigit() or child.is_symlink() or not child.is_dir():
+            continue
+        pid = int(pid_text)
+        if pid != os.getpid() and _pid_alive(pid):
+            say('note: %s belongs to a running anonymize_bag (process %d); left alone'
+                % (child, pid))
+            continue
+        shutil.rmtree(child)
+        say('removed %s, the unfinished output of an interrupted run (process %d)'
+            % (child, pid))
+        removed.append(child)
+    return removed
+
+
+def weakened_settings(values: Mapping[str, Any], backward_frames: int) -> List[str]:
+    """Return one phrase per setting that is weaker for privacy than the package default."""
+    default = params_mod.defaults()
+    found: List[str] = []
+    if float(values['detector.conf_thresh']) > float(default['detector.conf_thresh']):
+        found.append('detector.conf_thresh %.2f is above the default %.2f (more faces missed)'
+                     % (float(values['detector.conf_thresh']),
+                        float(default['detector.conf_thresh'])))
+    if int(values['tracking.hold_frames']) == 0:
+        found.append('tracking.hold_frames is 0 (a face missed for one frame shows)')
+    if int(values['anonymizer.noise']) == 0:
+        found.append('anonymizer.noise is 0 (mosaic values are the face means)')
+    if int(values['anonymizer.block']) < int(default['anonymizer.block']):
+        found.append('anonymizer.block %d is finer than the default %d'
+                     % (int(values['anonymizer.block']), int(default['anonymizer.block'])))
+    cells = int(values['anonymizer.cells_across'])
+    if cells == 0 or cells > int(default['anonymizer.cells_across']):
+        found.append('anonymizer.cells_across %d gives finer cells than the default %d'
+                     % (cells, int(default['anonymizer.cells_across'])))
+    if backward_frames == 0:
+        found.append('--backward-frames 0 (a face found late shows before it is found)')
+    return found
+
+
+def _one_line(exc: BaseException) -> str:
+    return ' '.join(('%s' % exc).split()) or type(exc).__name__
+
+
+def _model_description(values: Mapping[str, Any]) -> str:
+    path = values.get('detector.model_path') or ''
+    if path:
+        return str(path)
+    if values.get('detector.backend') in ('scrfd', 'auto'):
+        try:
+            from .detection import find_scrfd_model
+            found = find_scrfd_model(None, allow_download=False)
+        except Exception:  # noqa: BLE001 - only for the message
+            found = None
+        if found is not None:
+            return str(found)
+    return 'of backend %s' % values.get('detector.backend')
+
+
 def anonymize_bag(input_path: Any, output_path: Any, *,
                   image_topics: Sequence[str] = (), depth_topics: Sequence[str] = (),
+                  copy_topics: Sequence[str] = (),
                   params: Optional[Mapping[str, Any]] = None, storage: Optional[str] = None,
                   force: bool = False, write_masks: bool = False,
                   jpeg_quality: int = DEFAULT_JPEG_QUALITY,
@@ -1123,8 +1565,11 @@ def anonymize_bag(input_path: Any, output_path: Any, *,
                   progress: Optional[ProgressCallback] = None, show_progress: bool = False,
                   log: Optional[LogCallback] = None) -> BagSummary:
     """
-    Anonymize every colour image topic of a bag into a new rosbag2 bag; return the counts.
+    Anonymize every image topic of a bag into a new rosbag2 bag; return the counts.
 
+    Every image message is classified by its own type and encoding (:func:`route_message`):
+    a message that can show a face is anonymized or not written.  ``copy_topics`` are copied
+    unchanged, image topics included: the only way to keep an image topic as it is.
     ``params`` holds parameter overrides by dotted name (see :mod:`av_privacy_ros.params`; a
     node params YAML read with ``params.load_params_file``).  ``storage`` is ``mcap`` or
     ``sqlite3`` (default: the input's, mcap for ROS 1).  ``detector`` injects a face detector
@@ -1133,17 +1578,16 @@ def anonymize_bag(input_path: Any, output_path: Any, *,
     output bag is left behind: it is written in a hidden folder beside ``output_path`` and
     renamed only at the end.
 
-    :raises BagError: for a missing, corrupt or truncated input, an unknown topic, an existing
-        output without ``force``, or bad parameters.
+    :raises BagError: for a missing, corrupt or truncated input, an unknown topic, an output
+        that is, holds or lies in the input, an existing output without ``force`` (or one that
+        is not a rosbag2 folder), an unwritable output, a model that cannot be loaded, or bad
+        parameters.
     """
     started = time.perf_counter()
     say: LogCallback = log or (lambda text: None)
     src = _input_path(Path(input_path))
     dst = Path(output_path)
-    if dst.exists() and not force:
-        raise BagError('output %s exists already; use --force to replace it' % dst)
-    if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
-        raise BagError('the output %s must not be the input bag or inside it' % dst)
+    check_output(src, dst, force)
     if storage is None:
         storage = _input_storage(src) if src.suffix != '.bag' else 'mcap'
     if storage not in ('mcap', 'sqlite3'):
@@ -1159,43 +1603,87 @@ def anonymize_bag(input_path: Any, output_path: Any, *,
 
     reader = _open_reader(src)
     try:
-        plans = choose_cameras(reader, src, list(image_topics), list(depth_topics),
-                               bool(values['use_depth']), write_masks, say)
-        try:
-            maskers = _make_maskers(plans, values, detector)
-        except ValueError as exc:
-            raise BagError(str(exc)) from exc
+        topic_plan = choose_cameras(reader, src, list(image_topics), list(depth_topics),
+                                    bool(values['use_depth']), write_masks, say,
+                                    copy_topics=list(copy_topics))
+        plans = topic_plan.cameras
         summary = BagSummary(output=str(dst), cameras=plans)
-        summary.detector = '%s on %s' % (maskers[0].backend, maskers[0].provider)
+        if not plans:
+            # A fleet pipeline runs the tool over every bag: one without images is copied.
+            say('warning: no image topics (sensor_msgs/Image or CompressedImage) to anonymize '
+                'in %s; every message is copied unchanged' % src)
+            maskers: List[AVPrivacyMasker] = []
+            summary.detector = 'none (no image topics)'
+        else:
+            try:
+                maskers = _make_maskers(plans, values, detector)
+            except Exception as exc:  # noqa: BLE001 - any model loading failure is one line
+                raise BagError('cannot load the face detector model %s: %s'
+                               % (_model_description(values), _one_line(exc))) from exc
+            summary.detector = '%s on %s' % (maskers[0].backend, maskers[0].provider)
+            summary.weakened = weakened_settings(values, int(backward_frames))
+            for text in summary.weakened:
+                say('warning: settings weaken privacy: %s' % text)
+        summary.copied_topics = sorted(topic_plan.copy_topics & topic_plan.image_topics)
         say('input: %s (%s)' % (src, 'ROS 1' if not reader.is2 else 'rosbag2'))
-        say('anonymizing %d colour topic(s) with %s:' % (len(plans), summary.detector))
+        say('anonymizing %d image topic(s) with %s:' % (len(plans), summary.detector))
         for plan in plans:
             say('  ' + plan.describe())
-        return _write(reader, src, dst, storage, force, values, plans, maskers, summary,
-                      int(jpeg_quality), int(backward_frames), progress, show_progress, say,
-                      started)
+        created = _make_parent(dst)
+        try:
+            clean_stale_staging(dst, say)
+            return _write(reader, src, dst, storage, force, values, topic_plan, maskers,
+                          summary, int(jpeg_quality), int(backward_frames), progress,
+                          show_progress, say, started)
+        except BaseException:
+            for folder in reversed(created):
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+            raise
+    except OSError as exc:
+        raise BagError('cannot write the output %s: %s' % (dst, _one_line(exc))) from exc
     finally:
         reader.close()
 
 
+def _make_parent(dst: Path) -> List[Path]:
+    """Create the output's missing parent folders; return them (outermost first)."""
+    missing: List[Path] = []
+    parent = dst.parent
+    while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    created: List[Path] = []
+    for folder in reversed(missing):
+        folder.mkdir()
+        created.append(folder)
+    if not dst.parent.is_dir():
+        raise NotADirectoryError('%s is not a folder' % dst.parent)
+    return created
+
+
 def _write(reader: Any, src: Path, dst: Path, storage: str, force: bool,
-           values: Mapping[str, Any], plans: Sequence[CameraPlan],
+           values: Mapping[str, Any], topic_plan: TopicPlan,
            maskers: Sequence[AVPrivacyMasker], summary: BagSummary, jpeg_quality: int,
            backward_frames: int, progress: Optional[ProgressCallback], show_progress: bool,
            say: LogCallback, started: float) -> BagSummary:
-    from rosbags.rosbag2 import StoragePlugin, Writer
-    dst_ts, renames, converters = _dst_typestore(reader)
+    from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
+    plans = topic_plan.cameras
+    dst_ts, renames, converters, skipped = _dst_typestore(reader)
+    unparsed: Dict[str, str] = dict(getattr(reader, 'unparsed', {}))
     depth_noise = bool(values['depth.enable_noise'])
     process_kwargs = params_mod.process_kwargs(values)
     need_depth_input = any(p.depth_topic for p in plans) and (
         depth_noise or bool(process_kwargs['use_depth_for_mask']))
     if any(p.depth_topic for p in plans) and not need_depth_input:
-        say('  (depth topics are copied unchanged: depth.enable_noise is false and mask.mode '
+        say('  (depth images are copied unchanged: depth.enable_noise is false and mask.mode '
             'is not depth)')
+    colour_topics = {p.topic for p in plans if p.topic not in topic_plan.depth_topics}
     total_frames = sum(c.msgcount for c in reader.connections
-                       if c.topic in {p.topic for p in plans})
+                       if c.topic in colour_topics and c.msgtype in (IMAGE_TYPE, COMPRESSED_TYPE))
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
     staging = dst.parent / ('.%s.partial-%d' % (dst.name, os.getpid()))
     if staging.exists():
         shutil.rmtree(staging)
@@ -1212,17 +1700,53 @@ def _write(reader: Any, src: Path, dst: Path, storage: str, force: bool,
             cameras = [_Camera(plan, masker, run) for plan, masker in zip(plans, maskers)]
             colour_of = {cam.plan.topic: cam for cam in cameras}
             depth_of = {cam.plan.depth_topic: cam for cam in cameras if cam.plan.depth_topic}
+            depth_role = topic_plan.depth_topics
             loop_start = time.perf_counter()
             if need_depth_input:
                 slop_ns = int(round(float(values['sync.slop']) * 1e9))
-                _first_pass(reader, src, cameras, dst_ts, converters, slop_ns)
+                _first_pass(reader, src, cameras, dst_ts, renames, converters, depth_role,
+                            slop_ns)
             added: Dict[Tuple[Any, ...], Any] = {}
             out_conns: Dict[int, Any] = {}
+            routes: Dict[int, str] = {}
             mask_conns: Dict[str, Any] = {}
             for rconn in reader.connections:
                 msgtype = renames.get(rconn.msgtype, rconn.msgtype)
+                reason = skipped.get(rconn.msgtype) or _raw_schema_problem(rconn, unparsed)
+                if reason:
+                    routes[id(rconn)] = SKIP
+                    summary.note_topic(rconn.topic, 'skipped (%s): %s' % (rconn.msgtype, reason))
+                    say('warning: %s (%s) is NOT written: %s' % (rconn.topic, rconn.msgtype,
+                                                                 reason))
+                    continue
                 out_conns[id(rconn)] = _add_connection(writer, rconn, rconn.topic, msgtype,
-                                                       dst_ts, reader.is2, added)
+                                                       dst_ts, reader.is2, added,
+                                                       raw_schema=rconn.msgtype in unparsed)
+                if rconn.msgtype in unparsed:
+                    carries_images = msgtype in (IMAGE_TYPE, COMPRESSED_TYPE) \
+                        or msgtype in VIDEO_TYPES or _mentions_images(rconn.msgdef.data)
+                    if rconn.topic in topic_plan.copy_topics or not carries_images:
+                        routes[id(rconn)] = COPY
+                        summary.note_topic(rconn.topic, 'copied as bytes with its own schema '
+                                           '(%s cannot be parsed: %s)'
+                                           % (rconn.msgtype, unparsed[rconn.msgtype]))
+                    else:
+                        routes[id(rconn)] = DROP
+                        summary.topics_not_written.add(rconn.topic)
+                        say('warning: %s (%s) cannot be parsed and carries images; its '
+                            'messages will NOT be written' % (rconn.topic, rconn.msgtype))
+                elif rconn.topic in topic_plan.copy_topics:
+                    routes[id(rconn)] = COPY
+                elif msgtype in (IMAGE_TYPE, COMPRESSED_TYPE):
+                    routes[id(rconn)] = 'image'
+                elif msgtype in VIDEO_TYPES or embeds_image(dst_ts, msgtype):
+                    routes[id(rconn)] = DROP
+                    summary.topics_not_written.add(rconn.topic)
+                    say('warning: %s (%s) carries images this tool cannot anonymize; its '
+                        'messages will NOT be written (name it with --copy-topic to keep it)'
+                        % (rconn.topic, msgtype))
+                else:
+                    routes[id(rconn)] = COPY
                 cam = colour_of.get(rconn.topic)
                 if cam is not None and cam.plan.mask_topic and cam.plan.topic not in mask_conns:
                     mask_conns[cam.plan.topic] = _add_connection(
@@ -1236,17 +1760,43 @@ def _write(reader: Any, src: Path, dst: Path, storage: str, force: bool,
             out = run.out
             for rconn, timestamp, raw in _read(reader, src):
                 summary.messages_read += 1
+                route = routes[id(rconn)]
+                out_conn = out_conns.get(id(rconn))
+                topic = rconn.topic
+                if route == SKIP:
+                    summary.dropped(topic)
+                    continue
+                if route == DROP:
+                    summary.not_written(topic, 'a %s carries images' % rconn.msgtype)
+                    continue
                 convert = converters.get(rconn.msgtype)
-                cdr = convert(raw) if convert is not None else raw
-                out_conn = out_conns[id(rconn)]
-                cam = colour_of.get(rconn.topic)
-                if cam is not None:
-                    cam.add_colour(out_conn, mask_conns.get(rconn.topic), timestamp, cdr)
-                elif rconn.topic in depth_of:
-                    depth_of[rconn.topic].add_depth(out_conn, timestamp, cdr)
+                try:
+                    cdr = convert(raw) if convert is not None else raw
+                except Exception as exc:  # noqa: BLE001 - a ROS 1 message that cannot convert
+                    summary.not_written(topic, 'cannot be converted: %s' % _one_line(exc))
+                    continue
+                if route == COPY:
+                    kind, reason, msg = COPY, '', None
                 else:
+                    msgtype = renames.get(rconn.msgtype, rconn.msgtype)
+                    kind, reason, msg = decode_and_route(dst_ts, msgtype, cdr,
+                                                         topic in depth_role)
+                    summary.count_kind(topic, kind)
+                if kind == COPY:
                     out.add(out_conn, timestamp).ready(cdr)
                     summary.messages_copied += 1
+                elif kind == COLOUR:
+                    colour_of[topic].add_colour(out_conn, mask_conns.get(topic), timestamp,
+                                                cdr, msg, msgtype)
+                elif kind == DEPTH:
+                    cam = depth_of.get(topic)
+                    if cam is not None and msgtype == IMAGE_TYPE:
+                        cam.add_depth(out_conn, timestamp, cdr, msg)
+                    else:  # a checked depth image no camera uses: copied
+                        out.add(out_conn, timestamp).ready(cdr)
+                        summary.messages_copied += 1
+                else:
+                    summary.not_written(topic, reason)
                 if out.queue and out.queue[0].state == _Slot.PENDING:
                     for other in cameras:
                         other.expire(timestamp)
@@ -1261,15 +1811,17 @@ def _write(reader: Any, src: Path, dst: Path, storage: str, force: bool,
             bar.close()
             bar = None
         summary.processing_time_s = time.perf_counter() - loop_start
-        if dst.exists():
-            if not force:
-                raise BagError('output %s appeared while writing; not replacing it' % dst)
+        if os.path.lexists(dst):
+            # Checked again: the folder may have appeared while the bag was written.
+            check_output(src, dst, force)
             old = dst.parent / ('.%s.old-%d' % (dst.name, os.getpid()))
             dst.rename(old)
             (staging / dst.name).rename(dst)
             _remove(old)
         else:
             (staging / dst.name).rename(dst)
+    except WriterError as exc:
+        raise OSError(_one_line(exc)) from exc
     finally:
         if bar is not None:
             bar.close()
@@ -1309,8 +1861,8 @@ def build_parser() -> argparse.ArgumentParser:
                         '.bag file')
     parser.add_argument('output', help='output rosbag2 folder (must not exist unless --force)')
     parser.add_argument('--image-topic', action='append', default=[], metavar='TOPIC',
-                        help='colour topic to anonymize (repeatable); default: every '
-                             'sensor_msgs/Image and CompressedImage colour topic')
+                        help='colour topic (repeatable), treated as colour even with a depth '
+                             'name; every other image topic is anonymized too')
     parser.add_argument('--depth-topic', action='append', default=[], metavar='TOPIC',
                         help='depth topic (repeatable); one per --image-topic pairs by order, '
                              'otherwise by camera name')
@@ -1322,7 +1874,11 @@ def build_parser() -> argparse.ArgumentParser:
                              'detector.conf_thresh=0.3 (repeatable, after --params-file)')
     parser.add_argument('--storage', choices=('mcap', 'sqlite3'),
                         help="output storage (default: the input's; mcap for ROS 1 input)")
-    parser.add_argument('--force', action='store_true', help='replace an existing output')
+    parser.add_argument('--copy-topic', action='append', default=[], metavar='TOPIC',
+                        help='copy this topic unchanged, WITHOUT anonymization, even when it '
+                             'holds images (repeatable; the summary lists it)')
+    parser.add_argument('--force', action='store_true',
+                        help='replace an existing output (only a rosbag2 output folder)')
     parser.add_argument('--write-masks', action='store_true',
                         help='add a mono8 mask topic <colour topic>/mask per colour topic')
     parser.add_argument('--jpeg-quality', type=int, default=DEFAULT_JPEG_QUALITY, metavar='Q',
@@ -1359,7 +1915,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         overrides.update(dict(args.param))
         summary = anonymize_bag(
             args.input, args.output, image_topics=args.image_topic,
-            depth_topics=args.depth_topic, params=overrides, storage=args.storage,
+            depth_topics=args.depth_topic, copy_topics=args.copy_topic, params=overrides,
+            storage=args.storage,
             force=args.force, write_masks=args.write_masks, jpeg_quality=args.jpeg_quality,
             backward_frames=args.backward_frames, show_progress=not args.no_progress, log=say)
     except BagError as exc:
@@ -1368,6 +1925,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print('anonymize_bag: interrupted; no output was written', file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback; nothing was written
+        print('anonymize_bag: error: %s: %s; no output was written'
+              % (type(exc).__name__, _one_line(exc)), file=sys.stderr)
+        return 1
     for line in summary.lines():
         say(line)
     return 0

@@ -1406,6 +1406,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError as exc:
         print('evaluate_masks: error: %s' % exc, file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - e.g. a corrupt model: one line, no traceback
+        print('evaluate_masks: error: %s: %s' % (type(exc).__name__, ' '.join(str(exc).split())),
+              file=sys.stderr)
+        return 2
     print('report: %s' % written['report'])
     return 0
 

@@ -406,24 +406,28 @@ def test_interrupted_run_leaves_no_output(run: Dict[str, Any], tmp_path: Path,
 
 def test_existing_output_is_refused_without_force(run: Dict[str, Any], tmp_path: Path,
                                                   capsys: Any) -> None:
-    """An existing output is left alone unless --force is given; then it is replaced."""
+    """An existing output is left alone unless --force; --force replaces only a bag folder."""
     out = tmp_path / 'out'
     out.mkdir()
     (out / 'keep.txt').write_text('old')
     params = str(_params_file(tmp_path / 'p.yaml'))
-    rc = main([str(run['src']), str(out), '--no-progress', '--params-file', params,
-               '--image-topic', PNG_TOPIC])
+    rc = main([str(run['src']), str(out), '--no-progress', '--params-file', params])
     assert rc == 1 and 'exists already' in capsys.readouterr().err
+    rc = main([str(run['src']), str(out), '--no-progress', '--params-file', params, '--force'])
+    assert rc == 1 and 'no metadata.yaml' in capsys.readouterr().err
     assert (out / 'keep.txt').read_text() == 'old'
-    rc = main([str(run['src']), str(out), '--no-progress', '--params-file', params,
-               '--image-topic', PNG_TOPIC, '--force', '--storage', 'mcap'])
+    previous = tmp_path / 'previous'
+    shutil.copytree(run['dst'], previous)
+    rc = main([str(run['src']), str(previous), '--no-progress', '--params-file', params,
+               '--image-topic', PNG_TOPIC, '--force', '--storage', 'mcap',
+               '--copy-topic', JPEG_TOPIC, '--copy-topic', RGB_TOPIC, '--copy-topic', BGR_TOPIC])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert 'frames anonymized: %d' % FRAMES in captured.out
-    assert 'copied WITHOUT anonymization' in captured.out  # the other image topics
-    assert not (out / 'keep.txt').exists()
-    assert list(out.glob('*.mcap')) and _no_leftovers(tmp_path, 'out-nothing')
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith('.out')]
+    assert 'copied WITHOUT anonymization (--copy-topic): %s' % ', '.join(
+        sorted((BGR_TOPIC, JPEG_TOPIC, RGB_TOPIC))) in captured.out
+    assert list(previous.glob('*.mcap')) and not list(previous.glob('*.db3'))
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith('.previous')]
 
 
 def test_console_script_reports_errors_with_exit_status(run: Dict[str, Any],
@@ -529,7 +533,7 @@ def test_infrared_mono16_topics_are_not_copied_as_depth(tmp_path: Path, base: np
         raw_out = [raw for _, raw, _ in result.get(topic, {'messages': []})['messages']]
         assert not raw_in.intersection(raw_out), '%s was copied with its faces' % topic
     for topic in ir_topics:  # the user is told
-        assert any(topic in line and 'NOT be written' in line for line in lines), lines
+        assert 'messages NOT written on %s: 2' % topic in summary.lines(), summary.lines()
     assert summary.frames_anonymized == 2 and summary.faces_found >= 10
 
 
@@ -738,3 +742,264 @@ def test_depth_at_a_higher_rate_keeps_every_message(tmp_path: Path, base: np.nda
         mask = masks[min(2, (i + 1) // 3)]  # the colour frame nearest in stamp
         changed = before != after
         assert changed.any() and not changed[~mask].any(), i
+
+
+def test_row_padding_and_byte_order_of_the_input_are_kept(tmp_path: Path, base: np.ndarray,
+                                                          detector: Any) -> None:
+    """Padded bgr8 rows keep their step (padding zeroed); big-endian depth stays big-endian."""
+    from rosbags.rosbag2 import Writer
+    ts = _typestore()
+    src = tmp_path / 'input'
+    pad = 64
+    with Writer(src, version=9) as writer:
+        colour = writer.add_connection('/camera/color/image_raw', IMAGE, typestore=ts)
+        depth = writer.add_connection('/camera/depth/image_raw', IMAGE, typestore=ts)
+        for i in range(2):
+            stamp = T0 * 10**9 + i * 100_000_000
+            img = _frame(base, i)
+            padded = np.full((480, 640 * 3 + pad), 77, np.uint8)  # padding bytes hold 77
+            padded[:, :640 * 3] = img.reshape(480, -1)
+            msg = ts.types[IMAGE](header=_header(ts, stamp, 'cam'), height=480, width=640,
+                                  encoding='bgr8', is_bigendian=0, step=640 * 3 + pad,
+                                  data=padded.reshape(-1))
+            writer.write(colour, stamp, ts.serialize_cdr(msg, IMAGE))
+            big = _depth(i).astype('>u2')
+            dmsg = ts.types[IMAGE](header=_header(ts, stamp, 'cam'), height=480, width=640,
+                                   encoding='16UC1', is_bigendian=1, step=640 * 2,
+                                   data=big.view(np.uint8).reshape(-1))
+            writer.write(depth, stamp + 1, ts.serialize_cdr(dmsg, IMAGE))
+    anonymize_bag(src, tmp_path / 'out', params=_params(**{'depth.enable_noise': True}),
+                  detector=detector)
+    source, result = read_bag(src), read_bag(tmp_path / 'out')
+    for (_, _, m_in), (_, _, m_out) in zip(source['/camera/color/image_raw']['messages'],
+                                           result['/camera/color/image_raw']['messages']):
+        assert m_out.step == m_in.step and len(m_out.data) == len(m_in.data)
+        rows = np.asarray(m_out.data).reshape(480, -1)
+        assert not rows[:, 640 * 3:].any(), 'padding must be zeroed, not the input bytes'
+        assert mean_abs_diff(image_to_bgr(m_out)[0], image_to_bgr(m_in)[0]) > 0
+    for (_, _, m_in), (_, _, m_out) in zip(source['/camera/depth/image_raw']['messages'],
+                                           result['/camera/depth/image_raw']['messages']):
+        assert m_out.is_bigendian == 1 and m_out.step == m_in.step
+        before, after = image_to_depth(m_in), image_to_depth(m_out)
+        assert np.array_equal(before == 0, after == 0)
+        changed = before != after
+        assert 0 < changed.mean() < 0.5  # noise under the faces only, read as big-endian
+
+
+def test_settings_that_weaken_privacy_are_reported(tmp_path: Path, base: np.ndarray,
+                                                   detector: Any) -> None:
+    """A higher threshold, no hold, no noise, finer cells: each one is named in the summary."""
+    src = tmp_path / 'input'
+    write_camera_bag(src, 'mcap', base, frames=1)
+    weak = _params(**{'detector.conf_thresh': 0.4, 'tracking.hold_frames': 0,
+                      'anonymizer.noise': 0, 'anonymizer.block': 8})
+    lines = anonymize_bag(src, tmp_path / 'weak', params=weak, detector=detector).lines()
+    warnings = [line for line in lines if line.startswith('WARNING: settings weaken privacy')]
+    for name in ('detector.conf_thresh', 'tracking.hold_frames', 'anonymizer.noise',
+                 'anonymizer.block'):
+        assert any(name in line for line in warnings), (name, warnings)
+    lines = anonymize_bag(src, tmp_path / 'default', params=_params(),
+                          detector=detector).lines()
+    assert not [line for line in lines if 'weaken privacy' in line]
+
+
+# -- bags that other tools read ------------------------------------------------------------------
+def _decode_with_mcap_ros2(folder: Path) -> Dict[str, List[Any]]:
+    """Decode every message of an mcap output with mcap + mcap-ros2-support, per topic."""
+    from mcap_ros2.reader import read_ros2_messages
+    decoded: Dict[str, List[Any]] = {}
+    for path in sorted(folder.glob('*.mcap')):
+        for item in read_ros2_messages(str(path)):
+            decoded.setdefault(item.channel.topic, []).append(item)
+    return decoded
+
+
+def _decode_images_with_rosbags_image(topics: Dict[str, Dict[str, Any]]) -> int:
+    """Decode every Image / CompressedImage message with rosbags-image; return how many."""
+    from rosbags.image import message_to_cvimage
+    count = 0
+    for info in topics.values():
+        if info['conn'].msgtype not in (IMAGE, COMPRESSED):
+            continue
+        for _, _, msg in info['messages']:
+            pixels = message_to_cvimage(msg)
+            assert pixels.size and pixels.shape[:2] == (480, 640)
+            count += 1
+    return count
+
+
+def test_independent_readers_decode_every_output_message(run: Dict[str, Any]) -> None:
+    """mcap-ros2-support decodes every mcap message; rosbags-image decodes every image."""
+    if run['storage'] == 'mcap':
+        decoded = _decode_with_mcap_ros2(run['dst'])
+        assert {t: len(v) for t, v in decoded.items()} == \
+            {t: len(v['messages']) for t, v in run['output'].items()}
+        for item in decoded[BGR_TOPIC]:
+            assert item.ros_msg.encoding == 'bgr8' and len(item.ros_msg.data) == 640 * 480 * 3
+    images = _decode_images_with_rosbags_image(run['output'])
+    assert images == 4 * FRAMES + FRAMES + 4 * FRAMES  # colour, depth, masks
+
+
+def test_ros1_input_gets_the_ros2_definitions_of_common_types(tmp_path: Path, base: np.ndarray,
+                                                              detector: Any) -> None:
+    """CameraInfo, Odometry, poses, tf: ROS 2 names and hashes; a type with none is skipped."""
+    from rosbags.rosbag1 import Writer
+    from rosbags.typesys import get_types_from_msg
+    ts1 = _typestore(ros1=True)
+    ts1.register(get_types_from_msg('float64 X\nstring label', 'my_msgs/msg/Legacy'))
+    ts1.register(get_types_from_msg('uint8 level\nstring note', 'my_msgs/msg/Status'))
+    t = ts1.types
+    src = tmp_path / 'drive.bag'
+    stamp = T0 * 10**9
+    k = np.arange(9, dtype=np.float64)
+    info = t['sensor_msgs/msg/CameraInfo'](
+        header=_header(ts1, stamp, 'cam', True), height=480, width=640,
+        distortion_model='plumb_bob', D=np.array([0.1, 0.2, 0.0, 0.0, 0.0]), K=k,
+        R=np.eye(3).ravel(), P=np.arange(12, dtype=np.float64), binning_x=0, binning_y=0,
+        roi=t['sensor_msgs/msg/RegionOfInterest'](x_offset=0, y_offset=0, height=0, width=0,
+                                                  do_rectify=False))
+    pose = t['geometry_msgs/msg/Pose'](
+        position=t['geometry_msgs/msg/Point'](x=1.0, y=2.0, z=3.0),
+        orientation=t['geometry_msgs/msg/Quaternion'](x=0.0, y=0.0, z=0.0, w=1.0))
+    vector = t['geometry_msgs/msg/Vector3']
+    twist = t['geometry_msgs/msg/Twist'](linear=vector(x=1.0, y=0.0, z=0.0),
+                                         angular=vector(x=0.0, y=0.0, z=0.5))
+    odom = t['nav_msgs/msg/Odometry'](
+        header=_header(ts1, stamp, 'odom', True), child_frame_id='base_link',
+        pose=t['geometry_msgs/msg/PoseWithCovariance'](pose=pose, covariance=np.zeros(36)),
+        twist=t['geometry_msgs/msg/TwistWithCovariance'](twist=twist, covariance=np.zeros(36)))
+    messages = [
+        ('/camera/color/camera_info', 'sensor_msgs/msg/CameraInfo', info),
+        ('/odom', 'nav_msgs/msg/Odometry', odom),
+        ('/pose', 'geometry_msgs/msg/PoseStamped', t['geometry_msgs/msg/PoseStamped'](
+            header=_header(ts1, stamp, 'map', True), pose=pose)),
+        ('/tf', 'tf2_msgs/msg/TFMessage', _tf(ts1, stamp, 1.0, True)),
+        ('/chatter', 'std_msgs/msg/String', t['std_msgs/msg/String'](data='ros1')),
+        ('/status', 'my_msgs/msg/Status', t['my_msgs/msg/Status'](level=2, note='ok')),
+        ('/legacy', 'my_msgs/msg/Legacy', t['my_msgs/msg/Legacy'](X=1.5, label='old')),
+        (BGR_TOPIC, IMAGE, _image(ts1, stamp, 'cam', _frame(base, 0), 'bgr8', ros1=True)),
+    ]
+    with Writer(src) as writer:
+        for index, (topic, msgtype, msg) in enumerate(messages):
+            conn = writer.add_connection(topic, msgtype, typestore=ts1)
+            writer.write(conn, stamp + index, ts1.serialize_ros1(msg, msgtype))
+    out = tmp_path / 'out'
+    summary = anonymize_bag(src, out, params=_params(), detector=detector)
+    decoded = _decode_with_mcap_ros2(out)
+    assert set(decoded) == {m[0] for m in messages} - {'/legacy'}
+    assert any('/legacy' in line and 'not a valid ROS 2 field name' in line
+               for line in summary.lines()), summary.lines()
+    camera_info = decoded['/camera/color/camera_info'][0]
+    assert list(camera_info.ros_msg.k) == list(k) and list(camera_info.ros_msg.d)[:2] == \
+        [0.1, 0.2] and list(camera_info.ros_msg.p) == list(range(12))
+    latest = _typestore()
+    for topic, msgtype, _ in messages:
+        if topic in ('/legacy', '/status'):
+            continue
+        schema = decoded[topic][0].schema
+        assert schema.name == msgtype
+    result = read_bag(out)
+    for topic, msgtype, _ in messages:
+        if topic not in ('/legacy', '/status'):
+            assert result[topic]['conn'].digest == latest.hash_rihs01(msgtype), topic
+    assert decoded['/odom'][0].ros_msg.pose.pose.position.y == 2.0
+    assert decoded['/status'][0].ros_msg.note == 'ok'
+    assert decoded['/tf'][0].ros_msg.transforms[0].transform.translation.x == 1.0
+
+
+SERVICE_EVENT_SCHEMA = ('=' * 80 + '\nSRV: example_interfaces/srv/AddTwoInts\n'
+                        'int64 a\nint64 b\n---\nint64 sum\n')
+"""What ``ros2 bag record`` on Jazzy stores as the schema of a service-event topic."""
+
+
+def _service_event_cdr() -> bytes:
+    """Return the CDR bytes of one AddTwoInts service event (request sent, a=2, b=3)."""
+    from rosbags.typesys import get_types_from_msg
+    ts = _typestore()
+    ts.register(get_types_from_msg('int64 a\nint64 b', 'test_msgs/msg/AddRequest'))
+    ts.register(get_types_from_msg('int64 sum', 'test_msgs/msg/AddResponse'))
+    ts.register(get_types_from_msg(
+        'uint8 event_type\nbuiltin_interfaces/Time stamp\nchar[16] client_gid\n'
+        'int64 sequence_number', 'test_msgs/msg/EventInfo'))
+    ts.register(get_types_from_msg(
+        'test_msgs/EventInfo info\ntest_msgs/AddRequest[<=1] request\n'
+        'test_msgs/AddResponse[<=1] response', 'test_msgs/msg/AddEvent'))
+    t = ts.types
+    event = t['test_msgs/msg/AddEvent'](
+        info=t['test_msgs/msg/EventInfo'](
+            event_type=0, stamp=t['builtin_interfaces/msg/Time'](sec=1, nanosec=2),
+            client_gid=np.arange(16, dtype=np.uint8), sequence_number=7),
+        request=[t['test_msgs/msg/AddRequest'](a=2, b=3)], response=[])
+    return bytes(ts.serialize_cdr(event, 'test_msgs/msg/AddEvent'))
+
+
+def test_service_event_topics_are_copied_with_their_own_schema(tmp_path: Path,
+                                                               base: np.ndarray,
+                                                               detector: Any) -> None:
+    """A schema rosbags cannot parse no longer stops the bag: bytes and schema are kept."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    ts = _typestore()
+    src = tmp_path / 'input'
+    event_topic = '/add_two_ints/_service_event'
+    event = _service_event_cdr()
+    with Writer(src, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        events = writer.add_connection(event_topic, 'example_interfaces/srv/AddTwoInts_Event',
+                                       msgdef=SERVICE_EVENT_SCHEMA, rihs01='RIHS01_' + 'ab' * 32)
+        colour = writer.add_connection(BGR_TOPIC, IMAGE, typestore=ts)
+        for i in range(2):
+            stamp = T0 * 10**9 + i * 100_000_000
+            writer.write(events, stamp, event)
+            writer.write(colour, stamp + 1, ts.serialize_cdr(
+                _image(ts, stamp, 'cam', _frame(base, i), 'bgr8'), IMAGE))
+    summary = anonymize_bag(src, tmp_path / 'out', params=_params(), detector=detector)
+    assert summary.frames_anonymized == 2
+    assert any(event_topic in line and 'copied as bytes' in line for line in summary.lines())
+    from mcap.reader import make_reader
+    with open(next((tmp_path / 'out').glob('*.mcap')), 'rb') as stream:
+        reader = make_reader(stream)
+        found = [(schema, channel, message) for schema, channel, message
+                 in reader.iter_messages(topics=[event_topic])]
+    assert [bytes(m.data) for _, _, m in found] == [event, event]
+    assert found[0][0].data.decode() == SERVICE_EVENT_SCHEMA
+    assert found[0][0].name == 'example_interfaces/srv/AddTwoInts_Event'
+    decoded = _decode_with_mcap_ros2_except(tmp_path / 'out', event_topic)
+    assert len(decoded[BGR_TOPIC]) == 2
+
+
+def _decode_with_mcap_ros2_except(folder: Path, raw_topic: str) -> Dict[str, List[Any]]:
+    """Decode every message but those of a topic kept with the input's own unparsable schema."""
+    from mcap.reader import make_reader
+    from mcap_ros2.reader import read_ros2_messages
+    decoded: Dict[str, List[Any]] = {}
+    for path in sorted(folder.glob('*.mcap')):
+        with open(path, 'rb') as stream:
+            summary = make_reader(stream).get_summary()
+        assert summary is not None
+        topics = [c.topic for c in summary.channels.values() if c.topic != raw_topic]
+        for item in read_ros2_messages(str(path), topics=topics):
+            decoded.setdefault(item.channel.topic, []).append(item)
+    return decoded
+
+
+def test_bag_without_image_topics_is_copied_with_a_warning(tmp_path: Path, capsys: Any) -> None:
+    """A fleet pipeline runs over every bag: one without images is copied verbatim, exit 0."""
+    from rosbags.rosbag2 import Writer
+    ts = _typestore()
+    src = tmp_path / 'input'
+    with Writer(src, version=9) as writer:
+        chatter = writer.add_connection('/chatter', 'std_msgs/msg/String', typestore=ts)
+        tf = writer.add_connection('/tf', 'tf2_msgs/msg/TFMessage', typestore=ts)
+        for i in range(3):
+            writer.write(chatter, T0 * 10**9 + i, ts.serialize_cdr(
+                ts.types['std_msgs/msg/String'](data='m%d' % i), 'std_msgs/msg/String'))
+            writer.write(tf, T0 * 10**9 + i, ts.serialize_cdr(_tf(ts, T0 * 10**9, float(i)),
+                                                              'tf2_msgs/msg/TFMessage'))
+    rc = main([str(src), str(tmp_path / 'out'), '--no-progress',
+               '--params-file', str(_params_file(tmp_path / 'p.yaml'))])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert 'warning: no image topics' in captured.out
+    source, result = read_bag(src), read_bag(tmp_path / 'out')
+    for topic in ('/chatter', '/tf'):
+        assert [(t, raw) for t, raw, _ in result[topic]['messages']] == \
+            [(t, raw) for t, raw, _ in source[topic]['messages']]
