@@ -1,8 +1,8 @@
 """
 The anonymizer node over real DDS: the node runs in its own process, this test feeds it.
 
-Uses SCRFD when ``../shared/models/det_500m.onnx`` exists (about 6-20 ms a frame on a 2-core
-CPU) and the bundled CenterFace otherwise (about 80 ms a frame: the 30 Hz test then skips).
+Uses SCRFD when its weights are found (test/weights.py; about 6-20 ms a frame on a 2-core CPU)
+and the bundled CenterFace otherwise (about 80 ms a frame: the 30 Hz test then skips).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from anonymizer_harness import (
 import numpy as np
 import pytest
 from sensor_msgs.msg import Image
+from weights import HOW_TO_GET_SCRFD
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -105,8 +106,8 @@ def test_stream_at_30hz_keeps_every_frame_and_header(
     still publish what its detector allows.
     """
     if not have_scrfd():
-        pytest.skip('30 Hz needs SCRFD (../shared/models/det_500m.onnx); CenterFace takes '
-                    'about 80 ms a frame on this CPU')
+        pytest.skip('30 Hz needs SCRFD: CenterFace takes about 80 ms a frame on a 2-core CPU. '
+                    + HOW_TO_GET_SCRFD)
     node, client = rgbd
     before = client.last_diagnostics()
     sent = _stream(client, frames, 60, 30.0)
