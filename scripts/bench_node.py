@@ -251,8 +251,8 @@ def main() -> int:
           'anonymized frame back in this process; node: receive -> publish inside the node')
     pipeline_p95 = local['pipeline_p95_ms'] or float('nan')
     print()
-    print('ratios to the in-process pipeline p95 (%.1f ms, same run): no backlog keeps them '
-          'near 1-3 however fast the input' % pipeline_p95)
+    print('latency as a ratio to the in-process pipeline p95 (%.1f ms, this run); with no '
+          'backlog the flood ratio stays near the lockstep one' % pipeline_p95)
     for name in ('lockstep', 'window 2', 'flood'):
         row = results[name]
         node_p95 = row['node_latency_p95_ms']
