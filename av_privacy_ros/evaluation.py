@@ -1354,7 +1354,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='output folder (default: %(default)s)')
     parser.add_argument('--max-shift', type=int, default=3,
                         help='search frame offsets in [-k, k] per session (default: '
-                             '%(default)s; 0 disables)')
+                             '%%(default)s; 0 disables); shift 0 is kept unless another shift '
+                             'raises the mean Dice by %.2f over the frames both pair'
+                             % SHIFT_MARGIN)
     parser.add_argument('--match', choices=MATCH_MODES, default='index',
                         help='match frames by the index or the stamp in the file names '
                              '(default: %(default)s)')
