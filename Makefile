@@ -14,7 +14,7 @@ export FASTDDS_DEFAULT_PROFILES_FILE ?= $(abspath config/fastdds_large_frames.xm
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: venv test demo bench lint clean adversarial
+.PHONY: venv test demo bench lint clean adversarial sample-bag
 
 venv: $(STAMP)
 
@@ -31,9 +31,17 @@ test: venv
 demo: venv
 	$(VPY) -m av_privacy_ros.demo --output demo_output
 
-# Every scripts/bench*.py prints its own table (core, node over DDS, bag, tracking).
+# Every scripts/bench*.py prints its own table (core, node over DDS, bag, tracking); one that
+# needs SCRFD weights is skipped without them, and the last line says which and why.
 bench: venv
-	@for script in scripts/bench*.py; do echo "== $$script"; $(VPY) $$script || exit 1; done
+	@$(VPY) scripts/run_benchmarks.py
+
+# A small rosbag2 with faces, depth, camera_info and /tf_static, plus what evaluate_masks needs
+# (reference masks, face boxes, sessions.yaml), to try both tools on; see docs/bags.md.
+sample-bag: sample_data/sessions.yaml
+
+sample_data/sessions.yaml: | venv
+	$(VPY) scripts/make_sample_bag.py --output sample_data
 
 # The adversarial suite alone, with its figures (cases tried, raw face pixels, inputs lost).
 adversarial: venv
@@ -43,4 +51,4 @@ lint: venv
 	$(VPY) -m pytest -q -p no:cacheprovider test/test_flake8.py test/test_pep257.py
 
 clean:
-	rm -rf $(VENV) demo_output bench_output build install log *.egg-info
+	rm -rf $(VENV) demo_output bench_output sample_data build install log *.egg-info

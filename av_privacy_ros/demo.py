@@ -30,7 +30,16 @@ import cv2
 import numpy as np
 
 PROFILE_NAME = 'fastdds_large_frames.xml'
-DEMO_PARAMETERS = {'depth.enable_noise': 'true', 'diagnostics_period': '0.5'}
+# Node defaults except these: depth noise is off by default and turned on here so that the
+# depth pictures show what it does; diagnostics come often enough for a 3 s run.
+DEMO_PARAMETER_VALUES: Dict[str, Any] = {'depth.enable_noise': True, 'diagnostics_period': 0.5}
+DEMO_PARAMETERS = {name: (('true' if value else 'false') if isinstance(value, bool)
+                          else str(value)) for name, value in DEMO_PARAMETER_VALUES.items()}
+DEMO_SETTINGS = ('node defaults, except depth.enable_noise true (default false) so that the '
+                 'depth pictures show the depth noise')
+PANEL_LABELS = ('input (colour from the camera)', 'anonymized (mask outlined in green)',
+                'depth input (near red, far blue, black invalid)',
+                'depth anonymized (noise under the mask)')
 
 
 def fastdds_profile() -> Optional[Path]:
@@ -163,7 +172,37 @@ class Collector:
         return max(common) if common else None
 
 
-def _write_pictures(collector: Collector, stamp: Tuple[int, int], output: Path) -> List[str]:
+def label_panel(picture: np.ndarray, text: str) -> np.ndarray:
+    """Return a copy of a BGR picture with ``text`` on a dark band in its top-left corner."""
+    labelled = picture.copy()
+    font, scale, thickness = cv2.FONT_HERSHEY_SIMPLEX, 0.6, 1
+    (width, height), baseline = cv2.getTextSize(text, font, scale, thickness)
+    cv2.rectangle(labelled, (0, 0), (width + 12, height + baseline + 12), (0, 0, 0), -1)
+    cv2.putText(labelled, text, (6, height + 6), font, scale, (255, 255, 255), thickness,
+                cv2.LINE_AA)
+    return labelled
+
+
+def caption_strip(width: int, lines: Sequence[str]) -> np.ndarray:
+    """Return a dark BGR strip ``width`` pixels wide holding ``lines`` of text."""
+    strip = np.zeros((14 + 24 * len(lines), width, 3), np.uint8)
+    for row, text in enumerate(lines):
+        cv2.putText(strip, text, (8, 26 + 24 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
+                    (255, 255, 255), 1, cv2.LINE_AA)
+    return strip
+
+
+def comparison_picture(original: np.ndarray, overlay: np.ndarray, depth_before: np.ndarray,
+                       depth_after: np.ndarray, caption: Sequence[str]) -> np.ndarray:
+    """Return the four pictures as a labelled 2×2 grid with a caption below."""
+    panels = [label_panel(picture, text) for picture, text in
+              zip((original, overlay, depth_before, depth_after), PANEL_LABELS)]
+    grid = np.vstack([np.hstack(panels[:2]), np.hstack(panels[2:])])
+    return np.vstack([grid, caption_strip(grid.shape[1], caption)])
+
+
+def _write_pictures(collector: Collector, stamp: Tuple[int, int], output: Path,
+                    summary: Dict[str, Any]) -> List[str]:
     from .image_msgs import image_to_bgr, image_to_depth
     frames = collector.frames
     original, _ = image_to_bgr(frames['image'][stamp])
@@ -177,14 +216,26 @@ def _write_pictures(collector: Collector, stamp: Tuple[int, int], output: Path) 
     contours, _ = cv2.findContours((mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL,
                                    cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(overlay, contours, -1, (0, 255, 0), 2)
-    grid = np.vstack([np.hstack([original, overlay]), np.hstack([depth_before, depth_after])])
+    caption = ['make demo: %s on %s, %dx%d, t1 sample photo, synthetic depth' % (
+                   summary['backend'], summary['provider'], original.shape[1],
+                   original.shape[0]),
+               'settings: ' + DEMO_SETTINGS]
     pictures = {
         'input.png': original, 'anonymized.png': anonymized, 'mask.png': mask,
         'depth_input.png': depth_before, 'depth_anonymized.png': depth_after,
-        'comparison.png': grid}
+        'comparison.png': comparison_picture(original, overlay, depth_before, depth_after,
+                                             caption)}
     for name, picture in pictures.items():
         cv2.imwrite(str(output / name), picture)
     return list(pictures)
+
+
+def _number(value: Optional[str]) -> Optional[float]:
+    """Return a diagnostics value as a number, None when it is missing or 'n/a'."""
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _summary(collector: Collector, published: int) -> Dict[str, Any]:
@@ -219,7 +270,9 @@ def _summary(collector: Collector, published: int) -> Dict[str, Any]:
         'input_errors': int(last.get('input_errors', 0)),
         'backend': last.get('backend', 'unknown'),
         'provider': last.get('provider', 'unknown'),
-        'detect_p50_ms': last.get('detect_p50_ms', 'n/a'),
+        'detect_p50_ms': _number(last.get('detect_p50_ms')),
+        'settings': DEMO_SETTINGS,
+        'parameters': dict(DEMO_PARAMETER_VALUES),
     }
 
 
@@ -285,7 +338,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             rclpy.spin_once(node, timeout_sec=0.05)
         summary = _summary(collector, frames)
         stamp = collector.newest_complete()
-        written = _write_pictures(collector, stamp, output) if stamp is not None else []
+        written = (_write_pictures(collector, stamp, output, summary) if stamp is not None
+                   else [])
         summary['pictures'] = written
         (output / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n',
                                              encoding='utf-8')
@@ -306,8 +360,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _print_summary(summary: Dict[str, Any], output: Path) -> None:
     lost = summary['frames_in'] - summary['frames_out']
-    print('detector:        %s on %s (detection p50 %s ms)' % (
-        summary['backend'], summary['provider'], summary['detect_p50_ms']))
+    print('detector:        %s on %s (detection p50 %s)' % (
+        summary['backend'], summary['provider'], _fmt(summary['detect_p50_ms'])))
+    print('settings:        ' + DEMO_SETTINGS)
     print('frames in:       %d received of %d published (%s)' % (
         summary['frames_in'], summary['frames_published_by_camera'],
         _fmt(summary['input_fps'], ' FPS')))

@@ -57,16 +57,24 @@ class Detections:
 
 
 def select_providers(available: Sequence[str], preference: Sequence[str] = DEFAULT_PROVIDERS,
-                     trt_fp16: bool = True, trt_cache_dir: Optional[str] = None
+                     trt_fp16: bool = True, trt_cache_dir: Optional[str] = None,
+                     warn_missing: Optional[bool] = None
                      ) -> Tuple[List[ProviderEntry], List[str]]:
     """
     Choose onnxruntime providers from ``available`` in the order of ``preference``.
 
     ``preference`` holds short names (tensorrt, cuda, cpu) or full provider ids. Only requested
-    providers are used; a requested one that is not available yields a warning and is skipped.
-    CPU is appended as the last resort so a session can always be built. Returns the provider
-    list for ``InferenceSession(providers=...)`` and the warnings.
+    providers are used; CPU is appended as the last resort so a session can always be built.
+    Returns the provider list for ``InferenceSession(providers=...)`` and the warnings.
+
+    A requested provider that is not available is skipped. It is worth a warning only when the
+    user chose the list (``warn_missing`` true); the default list means "the best this machine
+    has", so on a CPU-only onnxruntime its missing TensorRT and CUDA are logged at debug level
+    and the caller reports the provider in use once. ``warn_missing=None`` warns unless
+    ``preference`` is the default list.
     """
+    if warn_missing is None:
+        warn_missing = [str(name).lower() for name in preference] != list(DEFAULT_PROVIDERS)
     warnings: List[str] = []
     chosen: List[ProviderEntry] = []
     seen = set()
@@ -76,9 +84,13 @@ def select_providers(available: Sequence[str], preference: Sequence[str] = DEFAU
             continue
         seen.add(provider_id)
         if provider_id not in available:
-            warnings.append('execution provider %s was requested but is not available '
-                            '(available: %s); trying the next one'
-                            % (provider_id, ', '.join(available) or 'none'))
+            message = ('execution provider %s was requested but is not available '
+                       '(available: %s); trying the next one'
+                       % (provider_id, ', '.join(available) or 'none'))
+            if warn_missing:
+                warnings.append(message)
+            else:
+                LOGGER.debug(message)
             continue
         if provider_id == 'TensorrtExecutionProvider':
             cache = trt_cache_dir or default_trt_cache_dir()

@@ -103,10 +103,10 @@ def pair_positions(reference: Iterable[int], ours: Iterable[int], shift: int
     return [(p, p + shift) for p in sorted(reference) if p + shift in ours_set]
 
 
-def shift_scores(reference: Mapping[int, np.ndarray], ours: Mapping[int, np.ndarray],
-                 max_shift: int) -> Dict[int, Tuple[float, int]]:
+def shift_frame_dice(reference: Mapping[int, np.ndarray], ours: Mapping[int, np.ndarray],
+                     max_shift: int) -> Dict[int, Dict[int, float]]:
     """
-    Return {shift: (mean Dice, number of pairs)} for every shift in [-max_shift, max_shift].
+    Return {shift: {reference position: Dice}} for every shift in [-max_shift, max_shift].
 
     A shift s pairs reference frame p with our frame p + s (our masks lag by s frames).
     Shifts without any pair are left out.
@@ -117,19 +117,31 @@ def shift_scores(reference: Mapping[int, np.ndarray], ours: Mapping[int, np.ndar
     ours_bool = {p: _as_bool(m) for p, m in ours.items()}
     ref_area = {p: int(np.count_nonzero(m)) for p, m in ref_bool.items()}
     ours_area = {p: int(np.count_nonzero(m)) for p, m in ours_bool.items()}
-    scores: Dict[int, Tuple[float, int]] = {}
+    per_shift: Dict[int, Dict[int, float]] = {}
     for shift in range(-max_shift, max_shift + 1):
         pairs = pair_positions(ref_bool, ours_bool, shift)
         if not pairs:
             continue
-        total = 0.0
+        dice: Dict[int, float] = {}
         for ref_pos, ours_pos in pairs:
             a_area, b_area = ours_area[ours_pos], ref_area[ref_pos]
             inter = (int(np.count_nonzero(ours_bool[ours_pos] & ref_bool[ref_pos]))
                      if a_area and b_area else 0)
-            total += _dice_recall_counts(inter, a_area, b_area)[0]
-        scores[shift] = (total / len(pairs), len(pairs))
-    return scores
+            dice[ref_pos] = _dice_recall_counts(inter, a_area, b_area)[0]
+        per_shift[shift] = dice
+    return per_shift
+
+
+def shift_scores(reference: Mapping[int, np.ndarray], ours: Mapping[int, np.ndarray],
+                 max_shift: int) -> Dict[int, Tuple[float, int]]:
+    """
+    Return {shift: (mean Dice, number of pairs)} for every shift in [-max_shift, max_shift].
+
+    A shift s pairs reference frame p with our frame p + s (our masks lag by s frames).
+    Shifts without any pair are left out.
+    """
+    return {shift: (sum(dice.values()) / len(dice), len(dice))
+            for shift, dice in shift_frame_dice(reference, ours, max_shift).items()}
 
 
 def _as_bool(mask: np.ndarray) -> np.ndarray:
@@ -137,19 +149,43 @@ def _as_bool(mask: np.ndarray) -> np.ndarray:
     return mask if mask.dtype == np.bool_ else mask != 0
 
 
-def best_shift(scores: Mapping[int, Tuple[float, int]], min_pair_fraction: float = 0.5) -> int:
+SHIFT_MARGIN = 0.02
+
+
+def best_shift(scores: Mapping[int, Tuple[float, int]], min_pair_fraction: float = 0.5,
+               frame_dice: Optional[Mapping[int, Mapping[int, float]]] = None,
+               margin: float = SHIFT_MARGIN) -> int:
     """
-    Return the shift with the best mean Dice among those with enough pairs.
+    Return the frame shift to score with: 0 unless another shift is clearly better.
 
     A shift must pair at least ``min_pair_fraction`` of the best-paired shift's frames, so a
-    shift that overlaps in a handful of frames cannot win by chance. Ties go to the smaller
+    shift that overlaps in a handful of frames cannot win by chance. Shift 0 (the frames as
+    named) is kept unless another shift raises the mean Dice by at least ``margin``; with
+    ``frame_dice`` ({shift: {reference position: Dice}}) that gain is measured over the
+    reference frames both shifts pair, so a shift cannot win by dropping the frames where our
+    masks are weakest. Among shifts that beat 0, the largest gain wins; ties go to the smaller
     absolute shift, then to the positive one.
     """
     if not scores:
         raise ValueError('no shift pairs any of our frames with a reference frame')
     most = max(n for _, n in scores.values())
-    eligible = [(s, d) for s, (d, n) in scores.items() if n >= min_pair_fraction * most]
-    return min(eligible, key=lambda item: (-round(item[1], 12), abs(item[0]), -item[0]))[0]
+    eligible = [s for s, (_, n) in scores.items() if n >= min_pair_fraction * most]
+    if 0 not in eligible:
+        return min(eligible, key=lambda s: (-round(scores[s][0], 12), abs(s), -s))
+
+    def gain(shift: int) -> float:
+        if frame_dice is None:
+            return scores[shift][0] - scores[0][0]
+        shared = set(frame_dice.get(shift, {})) & set(frame_dice.get(0, {}))
+        if not shared:
+            return -math.inf
+        return sum(frame_dice[shift][p] - frame_dice[0][p] for p in shared) / len(shared)
+
+    gains = {s: gain(s) for s in eligible if s != 0}
+    better = [s for s, g in gains.items() if g >= margin - 1e-12]
+    if not better:
+        return 0
+    return min(better, key=lambda s: (-round(gains[s], 12), abs(s), -s))
 
 
 def box_coverage(mask: np.ndarray, box: Sequence[float]) -> float:
@@ -837,6 +873,7 @@ class SessionResult:
     ours_frames: int = 0
     reference_frames: int = 0
     reference_without_ours: int = 0
+    dropped_by_shift: List[int] = field(default_factory=list)
     ours_unmatched: int = 0
     boxes_without_mask: int = 0
     residual_available: bool = False
@@ -921,14 +958,19 @@ def evaluate_session(session: Session, ours: Mapping[int, np.ndarray], mode: str
             ours_key_at[pos] = key
         ref_by_pos = {ref_pos[k]: m for k, m in ref.items()}
         ref_key_at = {ref_pos[k]: k for k in ref}
-        result.shift_scores = shift_scores(ref_by_pos, ours_by_pos, max_shift)
+        frame_dice = shift_frame_dice(ref_by_pos, ours_by_pos, max_shift)
+        result.shift_scores = {shift: (sum(d.values()) / len(d), len(d))
+                               for shift, d in frame_dice.items()}
         if not result.shift_scores:
             raise ValueError('session %s: none of our %d masks matches a reference frame '
                              'within a shift of %d frames (check the frame names and --match)'
                              % (session.name, len(ours), max_shift))
-        result.shift = best_shift(result.shift_scores)
+        result.shift = best_shift(result.shift_scores, frame_dice=frame_dice)
         pairs = pair_positions(ref_by_pos, ours_by_pos, result.shift)
         result.reference_without_ours = len(ref_by_pos) - len(pairs)
+        paired = {ref_p for ref_p, _ in pairs}
+        result.dropped_by_shift = sorted(ref_key_at[p] for p in frame_dice.get(0, {})
+                                         if p not in paired)
         for ref_p, ours_p in pairs:
             a, b = ours_by_pos[ours_p], ref_by_pos[ref_p]
             dice, recall, both_empty = dice_recall(a, b)
@@ -1121,7 +1163,18 @@ DEFINITIONS = (
     'leaves those frames out. Reference empty but ours not: Dice 0, Recall 1; ours empty but '
     'the reference not: Dice 0, Recall 0. std is the population standard deviation; p5 the '
     '5th percentile (linear interpolation). A shift s pairs reference frame f with our frame '
-    'f + s; the shift with the best mean Dice is used.')
+    'f + s; shift 0 is used unless another shift raises the mean Dice by at least %.2f over '
+    'the frames both pair, then the shift with the largest gain.' % SHIFT_MARGIN)
+
+
+def frame_list(frames: Sequence[int], limit: int = 10) -> str:
+    """Return frame numbers as a short text: '9, 10, 11', '-' for none, the rest counted."""
+    if not frames:
+        return '-'
+    text = ', '.join(str(f) for f in frames[:limit])
+    if len(frames) > limit:
+        text += ' and %d more' % (len(frames) - limit)
+    return text
 
 
 def build_report(results: Sequence[SessionResult], settings: Mapping[str, Any],
@@ -1143,12 +1196,18 @@ def build_report(results: Sequence[SessionResult], settings: Mapping[str, Any],
                                r.session.faces or '-', str(r.ours_frames),
                                str(r.reference_frames), str(len(r.frames)), '%+d' % r.shift,
                                _f(at_zero), _f(r.shift_scores[r.shift][0]),
-                               str(r.reference_without_ours), str(r.ours_unmatched)])
+                               str(r.reference_without_ours),
+                               frame_list(r.dropped_by_shift), str(r.ours_unmatched)])
         blocks += [('h', 2, 'Alignment'),
+                   ('p', 'Shift 0 (frames paired as named) is kept unless another shift raises '
+                         'the mean Dice by at least %.2f over the reference frames both shifts '
+                         'pair. "Dropped by the shift" names the reference frames that shift 0 '
+                         'pairs with one of ours and the chosen shift does not score.'
+                         % SHIFT_MARGIN),
                    ('table', ['session', 'environment', 'faces', 'our frames',
                               'reference frames', 'pairs', 'shift', 'mean Dice at 0',
                               'mean Dice at shift', 'reference without ours',
-                              'ours unmatched'], align_rows)]
+                              'dropped by the shift', 'ours unmatched'], align_rows)]
         tables = aggregate_tables(rows)
         blocks += [('h', 2, 'Dice and Recall'),
                    ('h', 3, 'Overall'), metric_table(tables['overall'], 'group'),
@@ -1295,7 +1354,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='output folder (default: %(default)s)')
     parser.add_argument('--max-shift', type=int, default=3,
                         help='search frame offsets in [-k, k] per session (default: '
-                             '%(default)s; 0 disables)')
+                             '%%(default)s; 0 disables); shift 0 is kept unless another shift '
+                             'raises the mean Dice by %.2f over the frames both pair'
+                             % SHIFT_MARGIN)
     parser.add_argument('--match', choices=MATCH_MODES, default='index',
                         help='match frames by the index or the stamp in the file names '
                              '(default: %(default)s)')
@@ -1361,9 +1422,11 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> Dict[st
             tolerance_ns, reference, boxes, timings,
             produced.residual if produced and not args.no_residual else None)
         results.append(result)
-        log('%s: %d frames scored, shift %s, %.1f s'
+        log('%s: %d frames scored, shift %s%s, %.1f s'
             % (session.name, len(result.frames),
                '-' if result.shift is None else '%+d' % result.shift,
+               ' (drops reference frames %s)' % frame_list(result.dropped_by_shift)
+               if result.dropped_by_shift else '',
                time.perf_counter() - started))
     written: Dict[str, Path] = {}
     rows = [r for result in results for r in result.frames]

@@ -10,14 +10,13 @@ Writes a rosbag2 bag (mcap and sqlite3) of bgr8 frames of the insightface sample
   (the detector is built once beforehand, so model loading is not counted).
 
 Prints a table with frames/s and the bag overhead over the in-memory pipeline (target < 25 %).
-Uses SCRFD when ``$AV_PRIVACY_MODELS/det_500m.onnx`` (or ../shared/models) exists, else
+Uses SCRFD when its weights are found (``$AV_PRIVACY_MODELS``, ``~/.insightface``), else
 CenterFace.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 import sys
 import tempfile
@@ -26,11 +25,10 @@ from typing import Any, Dict, List
 
 from av_privacy_ros import params as params_mod
 from av_privacy_ros.bag import anonymize_bag
+from av_privacy_ros.detection import find_scrfd_model
 from av_privacy_ros.masker import AVPrivacyMasker
 import cv2
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _frames(count: int) -> List[np.ndarray]:
@@ -63,10 +61,10 @@ def _write_bag(path: Path, storage: str, frames: List[np.ndarray]) -> None:
 
 def _params() -> Dict[str, Any]:
     overrides: Dict[str, Any] = {'seed': 1}
-    models = Path(os.environ.get('AV_PRIVACY_MODELS') or REPO.parent / 'shared' / 'models')
-    if (models / 'det_500m.onnx').is_file():
+    model = find_scrfd_model()
+    if model is not None:
         overrides['detector.backend'] = 'scrfd'
-        overrides['detector.model_path'] = str(models / 'det_500m.onnx')
+        overrides['detector.model_path'] = str(model)
     return params_mod.resolve(overrides)
 
 

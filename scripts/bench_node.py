@@ -178,6 +178,10 @@ def _fmt(value: Optional[float]) -> str:
     return '   n/a' if value is None else '%6.1f' % value
 
 
+def _ratio(value: Optional[float]) -> str:
+    return '  n/a' if value is None else '%5.2f' % value
+
+
 def main() -> int:
     """Run the benchmark and print the table; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -192,10 +196,6 @@ def main() -> int:
     from av_privacy_ros.sample_camera import depth_message, image_message, SampleFrames
     from std_msgs.msg import Header
 
-    repo = Path(__file__).resolve().parents[1]
-    models = repo.parent / 'shared' / 'models'
-    if not os.environ.get('AV_PRIVACY_MODELS') and (models / 'det_500m.onnx').is_file():
-        os.environ['AV_PRIVACY_MODELS'] = str(models)
     frames = SampleFrames()
     print('in-process pipeline (same settings, this process) ...', flush=True)
     local = measure_in_process(args.backend, frames)
@@ -249,6 +249,22 @@ def main() -> int:
             row['sent'] - row['out']))
     print('out/max: output FPS as a share of 1 / detection time; e2e: camera stamp -> '
           'anonymized frame back in this process; node: receive -> publish inside the node')
+    pipeline_p95 = local['pipeline_p95_ms'] or float('nan')
+    print()
+    print('latency as a ratio to the in-process pipeline p95 (%.1f ms, this run); with no '
+          'backlog the flood ratio stays near the lockstep one' % pipeline_p95)
+    for name in ('lockstep', 'window 2', 'flood'):
+        row = results[name]
+        node_p95 = row['node_latency_p95_ms']
+        e2e_p95 = row['latency_p95_ms']
+        row['node_p95_over_pipeline_p95'] = (None if node_p95 is None
+                                             else node_p95 / pipeline_p95)
+        row['e2e_p95_over_pipeline_p95'] = None if e2e_p95 is None else e2e_p95 / pipeline_p95
+        print('%-9s node p95 / pipeline p95 %s   e2e p95 / pipeline p95 %s' % (
+            name, _ratio(row['node_p95_over_pipeline_p95']),
+            _ratio(row['e2e_p95_over_pipeline_p95'])))
+    print('node memory after the flood: %s MB (rss_mb in /diagnostics)'
+          % results['node_last_diagnostics'].get('rss_mb', 'n/a'))
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     (output / 'node.json').write_text(json.dumps(results, indent=2) + '\n', encoding='utf-8')

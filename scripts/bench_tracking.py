@@ -13,7 +13,6 @@ persistent per-track noise. Usage: ``python scripts/bench_tracking.py [--frames 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from typing import Callable, List
 
@@ -52,11 +51,7 @@ def main() -> int:
     args = parser.parse_args()
     from insightface.data import get_image
     base = cv2.resize(get_image('t1'), (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA)
-    models = os.environ.get('AV_PRIVACY_MODELS', os.path.join('..', 'shared', 'models'))
-    model = os.path.join(models, 'det_500m.onnx')
-    detector, _ = create_detector(backend='auto',
-                                  model_path=model if os.path.exists(model) else None,
-                                  providers=['cpu'])
+    detector, _ = create_detector(backend='auto', providers=['cpu'])
     boxes = detector.detect(base, 0.3).boxes
     print('detector %s: %d faces, widths %s px' % (
         detector.backend, len(boxes), np.round(boxes[:, 2] - boxes[:, 0]).astype(int).tolist()))

@@ -32,9 +32,9 @@ from rclpy.parameter import Parameter, parameter_value_to_python
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
+from weights import scrfd_weights
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS = REPO.parent / 'shared' / 'models'
 PROFILE = REPO / 'config' / 'fastdds_large_frames.xml'
 DOMAIN_ID = 101 + os.getpid() % 100
 NAMESPACE_PREFIX = '/avp_test_%d' % os.getpid()
@@ -49,20 +49,22 @@ Stamp = Tuple[int, int]
 
 
 def have_scrfd() -> bool:
-    """Return whether the real SCRFD weights are available (../shared/models)."""
-    return (MODELS / 'det_500m.onnx').is_file()
+    """Return whether SCRFD weights are found (where the tools look, or ../shared/models)."""
+    return scrfd_weights() is not None
 
 
 def scrfd_path() -> Optional[str]:
     """Return the SCRFD weights file, or None when they are absent."""
-    return str(MODELS / 'det_500m.onnx') if have_scrfd() else None
+    path = scrfd_weights()
+    return None if path is None else str(path)
 
 
 def subprocess_env() -> Dict[str, str]:
     """Return the environment of node and camera processes (SCRFD weights when present)."""
     env = dict(os.environ)
-    if have_scrfd():
-        env.setdefault('AV_PRIVACY_MODELS', str(MODELS))
+    path = scrfd_weights()
+    if path is not None:
+        env.setdefault('AV_PRIVACY_MODELS', str(path.parent))
     return env
 
 

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_MODELS = REPO.parent / 'shared' / 'models'
+from weights import HOW_TO_GET_SCRFD, scrfd_weights
 
 
 def scrfd_model_path() -> Path:
-    """Return det_500m.onnx from $AV_PRIVACY_MODELS or ../shared/models, or skip the test."""
-    for folder in (os.environ.get('AV_PRIVACY_MODELS'), str(SHARED_MODELS)):
-        if folder and (Path(folder) / 'det_500m.onnx').is_file():
-            return (Path(folder) / 'det_500m.onnx').resolve()
-    pytest.skip('SCRFD weights not found: ../shared/models/det_500m.onnx is absent (a fresh '
-                'clone has no research-licensed weights; CI provides them)')
+    """Return the SCRFD weights where the tools look for them (or ../shared/models), or skip."""
+    path = scrfd_weights()
+    if path is None:
+        pytest.skip(HOW_TO_GET_SCRFD)
+    return path
 
 
 @pytest.fixture(scope='session')

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Dict, List, Sequence
 
@@ -12,11 +11,10 @@ from av_privacy_ros import evaluation as ev
 import cv2
 import numpy as np
 import pytest
+from weights import HOW_TO_GET_SCRFD, scrfd_weights
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-MODELS = Path(os.environ.get('AV_PRIVACY_MODELS', REPO.parent / 'shared' / 'models'))
-SCRFD = MODELS / 'det_500m.onnx'
+SCRFD = scrfd_weights()
 
 # The six faces of insightface's t1 photo (1280×886), read once with SCRFD-2.5G and rounded.
 T1_FACES = [[746, 339, 846, 481], [465, 265, 573, 416], [59, 263, 169, 396],
@@ -338,8 +336,7 @@ def test_leak_threshold_is_a_parameter(tmp_path: Path) -> None:
 
 
 # -- --produce over real frames with SCRFD -------------------------------------------------------
-@pytest.mark.skipif(not SCRFD.is_file(), reason='SCRFD weights not found at %s (set '
-                    'AV_PRIVACY_MODELS or provide ../shared/models/det_500m.onnx)' % SCRFD)
+@pytest.mark.skipif(SCRFD is None, reason=HOW_TO_GET_SCRFD)
 @pytest.mark.timeout(120)
 def test_produce_runs_the_pipeline_from_raw_frames_to_the_report(tmp_path: Path) -> None:
     """--produce masks real faces, times every stage and no face stays detectable."""
@@ -411,3 +408,63 @@ def test_produce_runs_the_pipeline_from_raw_frames_to_the_report(tmp_path: Path)
     again = (tmp_path / 'again' / 'report.md').read_text(encoding='utf-8')
     assert '| t1 | end to end | 3 |' in again and '| t1 | 12 | 0 | 0.0 % |' in again
     assert _read_csv(tmp_path / 'again' / 'frames.csv') == rows
+
+
+def _aligned_session(tmp_path: Path) -> Path:
+    """
+    Write 12 perfectly aligned frames: a face moving 1 px a frame, our masks padded around it.
+
+    Our first three masks are padded a little more (as when a detector settles in), so a
+    shift of +3, which leaves exactly those three out, scores a slightly higher mean Dice.
+    """
+    reference, ours = {}, {}
+    for k in range(12):
+        reference[k] = _square((80, 100), 30 + k, 30, 20)
+        pad = 6 if k < 3 else 5
+        ours[k] = _square((80, 100), 30 + k - pad, 30 - pad, 20 + 2 * pad)
+    _write_masks(tmp_path / 'ref', reference)
+    _write_masks(tmp_path / 'ours', ours)
+    sessions = tmp_path / 'sessions.yaml'
+    sessions.write_text(yaml.safe_dump([{'id': 'aligned', 'ours': 'ours', 'reference': 'ref'}]),
+                        encoding='utf-8')
+    return sessions
+
+
+def test_shift_search_keeps_zero_on_aligned_frames(tmp_path: Path) -> None:
+    """Aligned frames stay at shift 0 even when +3 has a higher mean over fewer frames."""
+    sessions = _aligned_session(tmp_path)
+    reference = {k: ev.read_mask(p)
+                 for k, p in ev.list_frames(tmp_path / 'ref', 'index', 'reference')}
+    ours = {k: ev.read_mask(p) for k, p in ev.list_frames(tmp_path / 'ours', 'index', 'ours')}
+    scores = ev.shift_scores(reference, ours, max_shift=3)
+    assert scores[3][0] > scores[0][0], 'the data must tempt a search by mean Dice alone'
+    frame_dice = ev.shift_frame_dice(reference, ours, max_shift=3)
+    assert ev.best_shift(scores, frame_dice=frame_dice) == 0
+    assert ev.main([str(sessions), '-o', str(tmp_path / 'out'), '--no-plots']) == 0
+    rows = _read_csv(tmp_path / 'out' / 'frames.csv')
+    assert len(rows) == 12 and {r['shift'] for r in rows} == {'0'}
+
+
+def test_shift_search_names_the_frames_a_shift_drops(tmp_path: Path) -> None:
+    """A real two-frame lag is still found, and the report names the frames it leaves out."""
+    reference = _moving_squares(12)
+    ours = {k + 2: m for k, m in reference.items()}
+    _write_masks(tmp_path / 'ref', reference)
+    _write_masks(tmp_path / 'ours', ours)
+    sessions = tmp_path / 'sessions.yaml'
+    sessions.write_text(yaml.safe_dump([{'id': 'lagging', 'ours': 'ours', 'reference': 'ref'}]),
+                        encoding='utf-8')
+    assert ev.main([str(sessions), '-o', str(tmp_path / 'out'), '--no-plots']) == 0
+    rows = _read_csv(tmp_path / 'out' / 'frames.csv')
+    assert {r['shift'] for r in rows} == {'2'} and len(rows) == 12
+    # Shift 0 pairs reference frames 2..11; +2 pairs all twelve, so it drops none.
+    result = ev.evaluate_session(ev.Session('lagging'), ours, reference=reference, max_shift=3)
+    assert result.shift == 2 and result.dropped_by_shift == []
+    # Ours two frames ahead: shift 0 pairs reference 0..9, -2 pairs 2..11 and drops 0 and 1.
+    leading = {k - 2: m for k, m in reference.items() if k >= 2}
+    result = ev.evaluate_session(ev.Session('leading'), leading, reference=reference,
+                                 max_shift=3)
+    assert result.shift == -2
+    assert result.dropped_by_shift == [0, 1]
+    report = (tmp_path / 'out' / 'report.md').read_text(encoding='utf-8')
+    assert 'dropped by the shift' in report

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import array
-import time
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, Optional
 
@@ -240,16 +239,20 @@ def test_mask_is_published_as_mono8_0_and_255() -> None:
     np.testing.assert_array_equal(back[..., 0] == 255, mask)
 
 
-def test_fill_is_fast_on_a_field_checking_message() -> None:
-    """Filling a checked (Humble-like) message with a VGA frame avoids the per-byte check."""
+def test_fill_hands_a_field_checking_message_one_byte_array() -> None:
+    """
+    Filling a checked (Humble-like) message with a VGA frame sets one byte array.
+
+    An ``array.array('B')`` skips rclpy's per-byte check of a list or bytes (its speed is
+    measured by the benchmarks, not asserted here).
+    """
     bgr = _random_bgr(480, 640)
     fields = bgr_to_image_fields(bgr, 'bgr8')
     msg = Image(check_fields=True)
-    start = time.perf_counter()
     fill_image_msg(msg, _header(), 480, 640, *fields)
-    elapsed = time.perf_counter() - start
-    assert isinstance(msg.data, array.array) and len(msg.data) == 480 * 640 * 3
-    assert elapsed < 0.03, 'filling took %.1f ms' % (elapsed * 1e3)
+    assert isinstance(msg.data, array.array) and msg.data.typecode == 'B'
+    assert len(msg.data) == 480 * 640 * 3
+    np.testing.assert_array_equal(np.frombuffer(msg.data, np.uint8).reshape(480, 640, 3), bgr)
 
 
 def test_fill_works_on_a_rosbags_message_and_survives_cdr() -> None:

@@ -1,8 +1,8 @@
 """
 The anonymizer node over real DDS: the node runs in its own process, this test feeds it.
 
-Uses SCRFD when ``../shared/models/det_500m.onnx`` exists (about 6-20 ms a frame on a 2-core
-CPU) and the bundled CenterFace otherwise (about 80 ms a frame: the 30 Hz test then skips).
+Uses SCRFD when its weights are found (test/weights.py; about 6-20 ms a frame on a 2-core CPU)
+and the bundled CenterFace otherwise (about 80 ms a frame: the 30 Hz test then skips).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from anonymizer_harness import (
 import numpy as np
 import pytest
 from sensor_msgs.msg import Image
+from weights import HOW_TO_GET_SCRFD
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -105,8 +106,8 @@ def test_stream_at_30hz_keeps_every_frame_and_header(
     still publish what its detector allows.
     """
     if not have_scrfd():
-        pytest.skip('30 Hz needs SCRFD (../shared/models/det_500m.onnx); CenterFace takes '
-                    'about 80 ms a frame on this CPU')
+        pytest.skip('30 Hz needs SCRFD: CenterFace takes about 80 ms a frame on a 2-core CPU. '
+                    + HOW_TO_GET_SCRFD)
     node, client = rgbd
     before = client.last_diagnostics()
     sent = _stream(client, frames, 60, 30.0)
@@ -340,60 +341,83 @@ def test_invalid_startup_parameters_exit_with_a_reason() -> None:
     assert 'mask.mode depth needs use_depth' in node.log()
 
 
-def test_overload_keeps_latency_and_memory_bounded(
+def test_overload_keeps_no_backlog_bounded_memory_and_anonymizes_every_output(
         rgbd: Tuple[NodeProcess, AnonymizerClient], frames: SampleFrames) -> None:
     """
     Input much faster than processing for 20 s: the newest frame wins, drops are counted.
 
-    20 s is thousands of frames at the flood rate and hundreds of processing times, enough for
-    a backlog or a leak to show in latency and memory.
+    Behaviour, not speed (speed is measured by scripts/bench_node.py): every output comes from
+    one of the newest inputs, counted in frames and scaled by how many inputs the node gets per
+    output in this run (a backlog would grow over the 20 s, thousands of frames), the resident
+    memory stays flat, and every output is anonymized.
     """
     node, client = rgbd
-    client.keep_messages = False
+    client.keep_messages = True
     start_diag = client.wait_diag(lambda v: True)
-    count_start = client.received.image_count
     prepared = [client.prepare(*frames.frame(i)) for i in range(8)]
-    sent = 0
-    start = time.monotonic()
-    node_p95: List[float] = []
+    inputs = [frames.frame(i)[0] for i in range(8)]
+    boxes = [frames.boxes(i) for i in range(8)]
+    sent_stamps: List[int] = []
+    sent_index: Dict[Tuple[int, int], int] = {}
+    arrivals: List[Tuple[int, int]] = []  # (output stamp ns, inputs sent before it arrived)
+    checked = 0
     rss: List[Tuple[float, float]] = [(0.0, float(start_diag['rss_mb']))]
     seen = client.diag_count()
+    start = time.monotonic()
     while time.monotonic() - start < OVERLOAD_SECONDS:
-        client.send_prepared(*prepared[sent % len(prepared)])
-        sent += 1
+        stamp = client.send_prepared(*prepared[len(sent_stamps) % len(prepared)])
+        sent_index[stamp] = len(sent_stamps) % len(prepared)
+        sent_stamps.append(stamp[0] * 1_000_000_000 + stamp[1])
         with client.received.lock:
             fresh = client.received.diagnostics[seen:]
             seen += len(fresh)
+            outputs = [s for s in client.received.images if s in sent_index
+                       and s in client.received.masks and s in client.received.depths]
         for values in fresh:
             rss.append((time.monotonic() - start, float(values['rss_mb'])))
-            if values['latency_p95_ms'] != 'n/a':
-                node_p95.append(float(values['latency_p95_ms']))
-        delay = start + sent / FLOOD_RATE - time.monotonic()
+        for out_stamp in outputs:
+            # Every output: pixels outside the mask untouched, every face core changed.
+            index = sent_index[out_stamp]
+            bgr_out, mask, _ = decode_outputs(client, out_stamp)
+            assert not np.any(bgr_out != inputs[index], axis=2)[~mask].any()
+            assert min(face_change(inputs[index], bgr_out, boxes[index])) > 0.6, (
+                'a face is shown in the output of %s' % (out_stamp,))
+            arrivals.append((out_stamp[0] * 1_000_000_000 + out_stamp[1], len(sent_stamps)))
+            checked += 1
+            with client.received.lock:
+                for table in (client.received.images, client.received.masks,
+                              client.received.depths):
+                    table.pop(out_stamp, None)
+        delay = start + len(sent_stamps) / FLOOD_RATE - time.monotonic()
         if delay > 0:
             time.sleep(delay)  # the flood's frame period
-    elapsed = time.monotonic() - start
     last = client.wait_diag(lambda v: True)
-    out = client.received.image_count - count_start
-    with client.received.lock:
-        arrivals = client.received.arrivals[-out:]
-    latencies = np.array([recv - (s[0] + s[1] * 1e-9) for s, recv in arrivals])
-    third = max(len(latencies) // 3, 1)
-    first_p95 = np.percentile(latencies[:third], 95)
-    last_p95 = np.percentile(latencies[-third:], 95)
+    client.keep_messages = True
+    sent = len(sent_stamps)
+    out = len(arrivals)
+    assert out >= 10, 'too few outputs to judge (%d of %d inputs)' % (out, sent)
+    inputs_per_output = sent / out
+    # How many inputs newer than an output were already sent when it arrived, in outputs.
+    newer = np.array([sent_before - (np.searchsorted(sent_stamps, stamp, side='right'))
+                      for stamp, sent_before in arrivals], np.float64)
+    lag = newer / inputs_per_output
+    third = max(len(lag) // 3, 1)
     rss_settled = max(m for t, m in rss if t <= OVERLOAD_SECONDS / 3)
     rss_end = max(m for t, m in rss)
-    report = ('sent %d in %.1f s (%.0f/s), %d out (%.0f/s), end-to-end p95 %.0f ms first third,'
-              ' %.0f ms last third; node receive->publish p95 max %.0f ms; dropped %s; '
-              'rss %.0f MB at start, %.0f MB after a third, %.0f MB at most' % (
-                  sent, elapsed, sent / elapsed, out, out / elapsed, 1000 * first_p95,
-                  1000 * last_p95, max(node_p95 or [0]), last['frames_dropped'], rss[0][1],
+    report = ('sent %d, %d out (%.1f inputs per output), %d outputs checked; newer inputs '
+              'already sent when an output arrived, in outputs: median %.1f first third, '
+              '%.1f last third, max %.1f; dropped %s; rss %.0f MB at start, %.0f MB after a '
+              'third, %.0f MB at most' % (
+                  sent, out, inputs_per_output, checked, np.median(lag[:third]),
+                  np.median(lag[-third:]), lag.max(), last['frames_dropped'], rss[0][1],
                   rss_settled, rss_end))
     print(report)
     assert node.alive()
-    assert sent > 2 * out, 'the test did not overload the node: ' + report
-    assert out >= 3 * OVERLOAD_SECONDS, 'the node stalled: ' + report
+    assert inputs_per_output > 2, 'the test did not overload the node: ' + report
     assert int(last['frames_dropped']) > int(start_diag['frames_dropped']), report
-    assert last_p95 < 0.5 and last_p95 < 3 * first_p95 + 0.05, 'latency grows: ' + report
-    assert node_p95 and max(node_p95) < 400, report
-    assert rss_end - rss_settled < 25, 'memory grows: ' + report
-    client.keep_messages = True
+    # No backlog: the node works on one of the newest pairs (the one waiting, one in the input
+    # queue), so an output is about one output interval old whatever the machine's speed.
+    assert np.median(lag[-third:]) <= 3, 'outputs lag behind the input: ' + report
+    assert np.median(lag[-third:]) <= np.median(lag[:third]) + 2, 'lag grows: ' + report
+    # Bounded memory: a leak of one frame per input would be gigabytes; allow 64 MB of noise.
+    assert rss_end - rss_settled < 64, 'memory grows: ' + report
