@@ -659,9 +659,14 @@ class LaunchRun:
 
     def stop(self) -> List[int]:
         """Stop everything with Ctrl-C (SIGINT) as a user would; return processes left behind."""
+        # A terminal's Ctrl-C reaches the whole foreground process group, and launch relies on
+        # that: it does not forward SIGINT to its processes, only escalates to SIGTERM after 5 s.
         for process in self.helpers + [self.process]:
             if process.poll() is None:
-                process.send_signal(signal.SIGINT)
+                try:
+                    os.killpg(process.pid, signal.SIGINT)
+                except OSError:
+                    pass
         for process in self.helpers + [self.process]:
             try:
                 process.wait(30.0)
@@ -676,6 +681,8 @@ class LaunchRun:
             except OSError:
                 pass
         self._log.close()
+        if os.environ.get('DEBUG_LAUNCH_LOG'):
+            print(self.log_path.read_text()[-3000:])
         return left
 
 
@@ -923,3 +930,110 @@ def test_realsense_launch_starts_the_driver_with_aligned_synchronized_profiles(
     assert driver['enable_color'] == 'true' and driver['enable_depth'] == 'true'
     assert driver['pointcloud.enable'] == 'false'
     assert '/rig/d435/image_anonymized' in listener.publishers_of('anonymizer', '/rig/d435')
+
+
+def test_carla_launch_with_bridge_and_ego_vehicle(
+        launch_run: Callable[..., LaunchRun],
+        listeners: Callable[..., LaunchListener], colcon_install: Path) -> None:
+    """The bridge and spawner get their arguments; sim-time frames flow to the vehicle's outputs."""
+    run = launch_run('carla_bridge.launch.py', {'town': 'Town10HD'})
+    listener = listeners('/carla/ego_vehicle/rgb_front/image', '/carla/ego_vehicle', clock=True)
+    listener.wait_for_frames(run)
+    listener.check_frames('ego_vehicle/camera')
+
+    bridge = run.recorded('carla_ros_bridge.json')
+    assert (bridge['host'], bridge['port'], bridge['timeout']) == ('localhost', '2000', '10')
+    assert bridge['town'] == 'Town10HD'
+    assert bridge['synchronous_mode'] == 'true' and bridge['fixed_delta_seconds'] == '0.05'
+    spawn = run.recorded('carla_spawn_objects.json')
+    assert spawn['arguments']['role_name'] == 'ego_vehicle'
+    assert Path(spawn['arguments']['objects_definition_file']) == (
+        colcon_install / 'share' / PACKAGE / 'config' / 'carla_objects.json')
+    (vehicle,) = [obj for obj in spawn['objects']['objects'] if obj['type'].startswith('vehicle.')]
+    assert vehicle['id'] == 'ego_vehicle'
+    assert {s['id'] for s in vehicle['sensors']} >= {'rgb_front', 'depth_front'}
+
+    # The anonymizer runs on simulation time: its diagnostics carry /clock stamps, not wall time.
+    from anonymizer_harness import wait_until
+    assert wait_until(lambda: bool(listener.diagnostic_stamps), 30.0, 0.1), 'no diagnostics'
+    with listener.lock:
+        clock = list(listener.clock_stamps)
+        diagnostics = list(listener.diagnostic_stamps)
+        outputs = sorted(listener.least_changed)
+    assert clock and clock[-1] > clock[0], 'the simulation clock does not advance'
+    assert all(1000.0 <= stamp <= clock[-1] + 1.0 for stamp in diagnostics), diagnostics
+    assert all(1000.0 <= sec + nsec * 1e-9 <= clock[-1] + 1.0 for sec, nsec in outputs)
+    assert {'/carla/ego_vehicle/image_anonymized', '/carla/ego_vehicle/depth_anonymized',
+            '/carla/ego_vehicle/mask'} <= listener.publishers_of('anonymizer',
+                                                                 '/carla/ego_vehicle')
+
+
+BAG_FRAMES = 30
+BAG_START_NS = 2_000_000_000_000
+BAG_PERIOD_NS = 100_000_000  # 10 Hz
+
+
+def write_sample_bag(path: Path) -> None:
+    """Write a rosbag2 of the sample camera: rgb8 colour and aligned 16UC1 depth, 10 Hz."""
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import get_typestore, Stores
+
+    from av_privacy_ros.sample_camera import SampleFrames
+    store = get_typestore(Stores.LATEST)
+    image_type = store.types['sensor_msgs/msg/Image']
+    header_type = store.types['std_msgs/msg/Header']
+    time_type = store.types['builtin_interfaces/msg/Time']
+    frames = SampleFrames()
+    with Writer(path, version=8) as writer:
+        color = writer.add_connection('/camera/camera/color/image_raw', image_type.__msgtype__,
+                                      typestore=store)
+        depth = writer.add_connection('/camera/camera/aligned_depth_to_color/image_raw',
+                                      image_type.__msgtype__, typestore=store)
+        for index in range(BAG_FRAMES):
+            stamp_ns = BAG_START_NS + index * BAG_PERIOD_NS
+            header = header_type(stamp=time_type(sec=stamp_ns // 10**9,
+                                                 nanosec=stamp_ns % 10**9),
+                                 frame_id=SAMPLE_CAMERA_FRAME_ID)
+            bgr, depth_mm = frames.frame(index)
+            rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+            for connection, pixels, encoding, step in (
+                    (color, rgb, 'rgb8', rgb.shape[1] * 3),
+                    (depth, depth_mm, '16UC1', depth_mm.shape[1] * 2)):
+                message = image_type(header=header, height=pixels.shape[0],
+                                     width=pixels.shape[1], encoding=encoding, is_bigendian=0,
+                                     step=step, data=pixels.reshape(-1).view(np.uint8))
+                writer.write(connection, stamp_ns,
+                             store.serialize_cdr(message, image_type.__msgtype__))
+
+
+def test_bag_replay_launch_plays_anonymizes_records_and_stops(
+        launch_run: Callable[..., LaunchRun],
+        listeners: Callable[..., LaunchListener], tmp_path: Path) -> None:
+    """The bag is played with --clock, its frames come out anonymized, then everything stops."""
+    bag = tmp_path / 'drive'
+    write_sample_bag(bag)
+    run = launch_run('bag_replay.launch.py', {'bag': str(bag), 'record': 'true',
+                                              'start_delay': '2.0'}, path_prepend=FAKE_BIN)
+    listener = listeners('/camera/camera/color/image_raw', '/anonymizer', clock=True)
+    listener.wait_for_frames(run)
+    listener.check_frames(SAMPLE_CAMERA_FRAME_ID)
+    # After the playback the launch shuts itself down (which closes the recorded bag).
+    from anonymizer_harness import wait_until
+    assert wait_until(lambda: run.process.poll() is not None, HANG_GUARD_S, 0.1), run.log()
+    assert run.process.returncode == 0, run.log()[-3000:]
+
+    commands = [json.loads(line) for line in
+                (run.record_dir / 'ros2_commands.jsonl').read_text().splitlines()]
+    assert ['ros2', 'bag', 'record', '--use-sim-time', '-o', str(bag) + '_anonymized',
+            '/anonymizer/image_anonymized', '/anonymizer/depth_anonymized',
+            '/anonymizer/mask'] in commands
+    assert ['ros2', 'bag', 'play', str(bag), '--rate', '1.0', '--clock'] in commands
+    # Sim time: the frames' stamps are the bag's, and so are the anonymizer's diagnostics.
+    with listener.lock:
+        outputs = sorted(listener.least_changed)
+        diagnostics = list(listener.diagnostic_stamps)
+    bag_stamps = {divmod(BAG_START_NS + index * BAG_PERIOD_NS, 10**9)
+                  for index in range(BAG_FRAMES)}
+    assert set(outputs) <= bag_stamps, set(outputs) - bag_stamps
+    last = (BAG_START_NS + BAG_FRAMES * BAG_PERIOD_NS) * 1e-9
+    assert diagnostics and all(stamp < last + 10.0 for stamp in diagnostics), diagnostics
