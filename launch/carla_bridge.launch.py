@@ -149,7 +149,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             'namespace', default_value=['/carla/', role_name],
             description='ROS namespace of the anonymizer node and of its outputs '
-                        '(image_anonymized, depth_anonymized, mask): the ego vehicle\'s '
+                        "(image_anonymized, depth_anonymized, mask): the ego vehicle's "
                         'namespace /carla/<role_name> unless set.'),
         DeclareLaunchArgument(
             'use_depth', default_value='true', choices=BOOL_CHOICES,

@@ -85,7 +85,7 @@ def generate_launch_description() -> LaunchDescription:
             'namespace',
             default_value=PathJoinSubstitution(['/', camera_namespace, camera_name]),
             description='ROS namespace of the anonymizer node and of its outputs '
-                        '(image_anonymized, depth_anonymized, mask): the camera\'s own namespace '
+                        "(image_anonymized, depth_anonymized, mask): the camera's own namespace "
                         'unless set, so each camera of a rig gets its own outputs.'),
         DeclareLaunchArgument(
             'use_depth', default_value='true', choices=BOOL_CHOICES,

@@ -390,6 +390,11 @@ def test_realsense_topics_follow_namespace_and_name() -> None:
     assert source.default('depth_topic', {'camera_namespace': 'front', 'camera_name': 'd435'}) == (
         '/front/d435/aligned_depth_to_color/image_raw')
     assert source.default('params_file').endswith('realsense_jetson.yaml')
+    # The outputs (relative names of the node) appear in the camera's namespace.
+    assert source.default('namespace') == '/camera/camera'
+    assert source.default('namespace', {'camera_namespace': ''}) == '/camera'
+    assert source.default('namespace', {'camera_namespace': 'rig', 'camera_name': 'd435'}) == (
+        '/rig/d435')
     (own,) = [call for pair, call in source.includes() if pair[0] == PACKAGE]
     assert source.evaluate(source.include_arguments(own)['use_sim_time'], {}) == 'false'
 
@@ -402,6 +407,8 @@ def test_carla_launch_file_topics_objects_and_sim_time() -> None:
     assert source.default('depth_topic', {'role_name': 'hero'}) == '/carla/hero/depth_front/image'
     assert source.default('objects_definition_file').endswith('carla_objects.json')
     assert source.default('params_file').endswith('carla.yaml')
+    assert source.default('namespace') == '/carla/ego_vehicle'
+    assert source.default('namespace', {'role_name': 'hero'}) == '/carla/hero'
     includes = dict(source.includes())
     own = source.include_arguments(includes[(PACKAGE, 'anonymizer.launch.py')])
     assert source.evaluate(own['use_sim_time'], {}) == 'true'
@@ -704,7 +711,7 @@ def launch_run(colcon_install: Path, tmp_path: Path) -> Iterator[Callable[..., L
 
 
 class SampleFaces:
-    """Every frame the sample camera can send, with its face boxes, to find raw faces in outputs."""
+    """Every frame the sample camera can send, with its face boxes, to find raw faces."""
 
     def __init__(self) -> None:
         """Build the 72 distinct frames once."""
@@ -833,7 +840,8 @@ class LaunchListener:
         assert least, 'no anonymized frame'
         for stamp, changed in least.items():
             assert changed > MIN_FACE_CHANGE, (
-                'frame %s shows a face: only %.0f %% of a face core changed' % (stamp, 100 * changed))
+                'frame %s shows a face: only %.0f %% of a face core changed'
+                % (stamp, 100 * changed))
             assert frame_ids[stamp] == frame_id
         # Frames published before this listener subscribed cannot be compared; all later are.
         later = {stamp for stamp in least if stamp >= min(inputs)}
@@ -935,7 +943,7 @@ def test_realsense_launch_starts_the_driver_with_aligned_synchronized_profiles(
 def test_carla_launch_with_bridge_and_ego_vehicle(
         launch_run: Callable[..., LaunchRun],
         listeners: Callable[..., LaunchListener], colcon_install: Path) -> None:
-    """The bridge and spawner get their arguments; sim-time frames flow to the vehicle's outputs."""
+    """The bridge and spawner get their arguments; sim-time frames reach the vehicle's outputs."""
     run = launch_run('carla_bridge.launch.py', {'town': 'Town10HD'})
     listener = listeners('/carla/ego_vehicle/rgb_front/image', '/carla/ego_vehicle', clock=True)
     listener.wait_for_frames(run)
