@@ -688,8 +688,6 @@ class LaunchRun:
             except OSError:
                 pass
         self._log.close()
-        if os.environ.get('DEBUG_LAUNCH_LOG'):
-            print(self.log_path.read_text()[-3000:])
         return left
 
 
