@@ -587,9 +587,11 @@ MIN_FACE_CHANGE = 0.6
 
 def require_launch() -> None:
     """Skip, saying how to get them, when launch or launch_ros cannot be imported."""
-    for module in ('launch', 'launch_ros'):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(LAUNCH_MISSING)
+    try:
+        import launch  # noqa: F401
+        import launch_ros  # noqa: F401
+    except ImportError as exc:
+        pytest.skip('%s (%s)' % (LAUNCH_MISSING, exc))
 
 
 def processes_with_token(token: str) -> List[int]:
