@@ -14,9 +14,18 @@ export FASTDDS_DEFAULT_PROFILES_FILE ?= $(abspath config/fastdds_large_frames.xm
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: venv test demo bench lint clean adversarial sample-bag
+.PHONY: venv test demo bench lint clean adversarial sample-bag FORCE
 
-venv: $(STAMP)
+# launch, launch_ros and message_filters are not on PyPI: when ../shared/ros_wheels/ holds wheels
+# built from the ROS 2 Humble branches they are installed too (--no-deps; lark and osrf-pycommon
+# are their runtime dependencies on PyPI), so the launch files run in the tests. Without that
+# folder everything else works and the launch tests skip, saying how to get them.
+ROS_WHEELS_DIR := $(abspath ../shared/ros_wheels)
+ROS_WHEELS := $(sort $(wildcard $(ROS_WHEELS_DIR)/*.whl))
+ROS_WHEELS_STAMP := $(VENV)/.ros_wheels
+ROS_WHEELS_LIST := $(VENV)/.ros_wheels.list
+
+venv: $(STAMP) $(ROS_WHEELS_STAMP)
 
 $(STAMP): requirements-dev.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +33,22 @@ $(STAMP): requirements-dev.txt setup.py
 	$(VPY) -m pip install --quiet -r requirements-dev.txt
 	$(VPY) -m pip install --quiet -e .
 	touch $(STAMP)
+
+# The list of wheel names is rewritten only when it changes (a wheel added, removed or renamed),
+# so the install below re-runs then, or when a wheel file is newer, and never otherwise.
+$(ROS_WHEELS_LIST): FORCE | $(STAMP)
+	@echo '$(notdir $(ROS_WHEELS))' | cmp -s - $@ || echo '$(notdir $(ROS_WHEELS))' > $@
+
+$(ROS_WHEELS_STAMP): $(ROS_WHEELS_LIST) $(ROS_WHEELS) $(STAMP)
+ifneq ($(ROS_WHEELS),)
+	$(VPY) -m pip install --quiet --no-deps $(ROS_WHEELS)
+	$(VPY) -m pip install --quiet lark osrf-pycommon
+else
+	@echo 'No $(ROS_WHEELS_DIR): launch and launch_ros are not installed; the launch tests skip.'
+endif
+	touch $@
+
+FORCE:
 
 test: venv
 	$(VPY) -m pytest -q -p no:cacheprovider test

@@ -11,7 +11,9 @@ package's ``config/carla_objects.json``: an ego vehicle whose ``rgb_front`` and 
 cameras share pose, field of view and size (640x480), so the depth image is aligned with the
 colour image. The anonymizer reads ``/carla/<role_name>/rgb_front/image`` (bgra8) and
 ``/carla/<role_name>/depth_front/image`` (32FC1, metres) and runs on simulation time (the bridge
-publishes ``/clock``).
+publishes ``/clock``). The anonymized outputs appear in the vehicle's namespace:
+``/carla/<role_name>/image_anonymized``, ``.../depth_anonymized`` and ``.../mask``, from the node
+``/carla/<role_name>/anonymizer``; ``namespace:=...`` moves them.
 """
 
 from __future__ import annotations
@@ -145,7 +147,10 @@ def generate_launch_description() -> LaunchDescription:
                 [FindPackageShare(PACKAGE), 'config', 'carla.yaml']),
             description='Anonymizer parameters YAML for CARLA.'),
         DeclareLaunchArgument(
-            'namespace', default_value='', description='ROS namespace of the anonymizer node.'),
+            'namespace', default_value=['/carla/', role_name],
+            description='ROS namespace of the anonymizer node and of its outputs '
+                        "(image_anonymized, depth_anonymized, mask): the ego vehicle's "
+                        'namespace /carla/<role_name> unless set.'),
         DeclareLaunchArgument(
             'use_depth', default_value='true', choices=BOOL_CHOICES,
             description='Pair the depth camera image with the colour image.'),

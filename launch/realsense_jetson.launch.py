@@ -11,6 +11,11 @@ aligned to colour and synchronized frames, then the anonymizer (``anonymizer.lau
 ``/<camera_namespace>/<camera_name>/aligned_depth_to_color/image_raw`` (16UC1, millimetres).
 ``launch_camera:=false`` uses a camera driver that is already running.
 
+The anonymized outputs appear beside the camera's topics, in the driver's namespace:
+``/<camera_namespace>/<camera_name>/image_anonymized``, ``.../depth_anonymized`` and
+``.../mask`` (``/camera/camera/...`` by default), from the node
+``/<camera_namespace>/<camera_name>/anonymizer``; ``namespace:=...`` moves them.
+
 The stream profiles are passed under both driver spellings: ``rgb_camera.color_profile`` /
 ``depth_module.depth_profile`` (realsense-ros 4.55 and newer) and ``rgb_camera.profile`` /
 ``depth_module.profile`` (4.54 and older); each driver reads its own and ignores the others.
@@ -77,8 +82,11 @@ def generate_launch_description() -> LaunchDescription:
             description='Anonymizer parameters YAML (TensorRT with a persistent engine cache, '
                         'depth-guided masks).'),
         DeclareLaunchArgument(
-            'namespace', default_value='',
-            description='ROS namespace of the anonymizer node.'),
+            'namespace',
+            default_value=PathJoinSubstitution(['/', camera_namespace, camera_name]),
+            description='ROS namespace of the anonymizer node and of its outputs '
+                        "(image_anonymized, depth_anonymized, mask): the camera's own namespace "
+                        'unless set, so each camera of a rig gets its own outputs.'),
         DeclareLaunchArgument(
             'use_depth', default_value='true', choices=BOOL_CHOICES,
             description='Pair the aligned depth image with the colour image.'),

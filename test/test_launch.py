@@ -16,10 +16,14 @@ import importlib.util
 import json
 import os
 from pathlib import Path
+import signal
+import subprocess
+import sys
 import tempfile
 from types import ModuleType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,6 +31,10 @@ LAUNCH_DIR = REPO / 'launch'
 CONFIG_DIR = REPO / 'config'
 PACKAGE = 'av_privacy_ros'
 FASTDDS_ENV = 'FASTDDS_DEFAULT_PROFILES_FILE'
+LAUNCH_MISSING = (
+    'launch and launch_ros are not on PyPI: on a ROS 2 machine source the ROS setup; elsewhere '
+    'install the wheels built from the Humble branches: pip install --no-deps <dir>/*.whl lark '
+    'osrf-pycommon (make venv does it when ../shared/ros_wheels/ exists)')
 
 EXPECTED_INCLUDES: Dict[str, Set[Tuple[str, str]]] = {
     'anonymizer.launch.py': set(),
@@ -382,6 +390,11 @@ def test_realsense_topics_follow_namespace_and_name() -> None:
     assert source.default('depth_topic', {'camera_namespace': 'front', 'camera_name': 'd435'}) == (
         '/front/d435/aligned_depth_to_color/image_raw')
     assert source.default('params_file').endswith('realsense_jetson.yaml')
+    # The outputs (relative names of the node) appear in the camera's namespace.
+    assert source.default('namespace') == '/camera/camera'
+    assert source.default('namespace', {'camera_namespace': ''}) == '/camera'
+    assert source.default('namespace', {'camera_namespace': 'rig', 'camera_name': 'd435'}) == (
+        '/rig/d435')
     (own,) = [call for pair, call in source.includes() if pair[0] == PACKAGE]
     assert source.evaluate(source.include_arguments(own)['use_sim_time'], {}) == 'false'
 
@@ -394,6 +407,8 @@ def test_carla_launch_file_topics_objects_and_sim_time() -> None:
     assert source.default('depth_topic', {'role_name': 'hero'}) == '/carla/hero/depth_front/image'
     assert source.default('objects_definition_file').endswith('carla_objects.json')
     assert source.default('params_file').endswith('carla.yaml')
+    assert source.default('namespace') == '/carla/ego_vehicle'
+    assert source.default('namespace', {'role_name': 'hero'}) == '/carla/hero'
     includes = dict(source.includes())
     own = source.include_arguments(includes[(PACKAGE, 'anonymizer.launch.py')])
     assert source.evaluate(own['use_sim_time'], {}) == 'true'
@@ -484,8 +499,7 @@ def test_bag_replay_records_anonymized_outputs_only() -> None:
 # --- launch descriptions (needs launch and launch_ros: a ROS machine) ---------------------------
 
 def _launch_module(name: str) -> ModuleType:
-    pytest.importorskip('launch_ros', reason='launch_ros is not on PyPI; these checks run on a '
-                                             'machine with ROS 2 (Humble or newer) sourced')
+    require_launch()
     path = LAUNCH_DIR / name
     spec = importlib.util.spec_from_file_location(name.replace('.', '_'), str(path))
     assert spec is not None and spec.loader is not None
@@ -546,3 +560,488 @@ def test_bag_replay_processes(tmp_path: Path) -> None:
     context.launch_configurations['bag'] = str(tmp_path / 'missing')
     with pytest.raises(RuntimeError, match='not an existing rosbag2'):
         module.replay_and_record(context)
+
+
+# --- launch files run for real (launch.LaunchService after a colcon build) ----------------------
+#
+# Each test starts test/launch_runner.py (what `ros2 launch` does, with launch.LaunchService) on
+# the package installed by colcon into a scratch workspace; the camera drivers and the CARLA
+# bridge are the fake packages of test/fixtures/fake_packages (an install prefix on
+# AMENT_PREFIX_PATH), which record the launch arguments they got and publish av_privacy_ros'
+# sample frames where the real ones would. A listener in this process checks what comes out.
+
+FIXTURES = Path(__file__).resolve().parent / 'fixtures'
+FAKE_PACKAGES = FIXTURES / 'fake_packages'
+FAKE_BIN = FIXTURES / 'fake_bin'
+RUNNER = Path(__file__).resolve().parent / 'launch_runner.py'
+TOKEN_ENV = 'AV_PRIVACY_LAUNCH_TEST_TOKEN'
+FRAMES_EXPECTED = 10
+"""Anonymized frames each run must deliver (a count, not a share of the published frames)."""
+HANG_GUARD_S = 180.0
+"""Longest wait for those frames: a guard against a hung launch, not a speed bound."""
+SAMPLE_PERIOD = 72
+"""The sample camera's frames repeat after 72 (shifts of periods 24 and 36 frames)."""
+MIN_FACE_CHANGE = 0.6
+"""Share of each face's core pixels that must differ from every sample frame's."""
+
+
+def require_launch() -> None:
+    """Skip, saying how to get them, when launch or launch_ros cannot be imported."""
+    try:
+        import launch  # noqa: F401
+        import launch_ros  # noqa: F401
+    except ImportError as exc:
+        pytest.skip('%s (%s)' % (LAUNCH_MISSING, exc))
+
+
+def processes_with_token(token: str) -> List[int]:
+    """Return the pids of the live processes started by one launch test (by their environment)."""
+    marker = ('%s=%s' % (TOKEN_ENV, token)).encode()
+    found = []
+    for entry in Path('/proc').iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / 'environ').read_bytes()
+            state = (entry / 'stat').read_text().rsplit(')', 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker in environ.split(b'\0') and state != 'Z':
+            found.append(int(entry.name))
+    return found
+
+
+class LaunchRun:
+    """``ros2 launch PACKAGE FILE args`` in a process of its own, plus helper processes."""
+
+    def __init__(self, install: Path, tmp_path: Path, file_name: str,
+                 arguments: Dict[str, str], path_prepend: Optional[Path] = None) -> None:
+        """Start the launch file with the scratch install and the fake packages on the path."""
+        import uuid
+        from anonymizer_harness import subprocess_env
+        self.token = uuid.uuid4().hex
+        self.record_dir = tmp_path / 'recorded'
+        self.record_dir.mkdir(exist_ok=True)
+        env = subprocess_env()
+        site = sorted((install / 'lib').glob('python3*/site-packages'))
+        env.update({
+            TOKEN_ENV: self.token,
+            'FAKE_LAUNCH_RECORD_DIR': str(self.record_dir),
+            'FAKE_ROS2_PYTHON': sys.executable,
+            'ROS_LOG_DIR': str(tmp_path / 'ros_log'),
+            'AMENT_PREFIX_PATH': os.pathsep.join(
+                [str(install), str(FAKE_PACKAGES)]
+                + [p for p in env.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p]),
+            'PYTHONPATH': os.pathsep.join(
+                [str(p) for p in site]
+                + [p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p]),
+        })
+        if path_prepend is not None:
+            env['PATH'] = str(path_prepend) + os.pathsep + env.get('PATH', '')
+        self.env = env
+        self.install = install
+        self.log_path = tmp_path / ('%s.log' % file_name)
+        self._log = open(self.log_path, 'wb')
+        self.helpers: List[subprocess.Popen] = []
+        command = [sys.executable, str(RUNNER), PACKAGE, file_name]
+        command += ['%s:=%s' % item for item in arguments.items()]
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
+                                        env=env, start_new_session=True)
+
+    def start_helper(self, executable: str, args: List[str]) -> None:
+        """Start one of the package's installed executables (as ros2 run does), logged."""
+        command = [str(self.install / 'lib' / PACKAGE / executable)] + args
+        self.helpers.append(subprocess.Popen(command, stdout=self._log,
+                                             stderr=subprocess.STDOUT, env=self.env,
+                                             start_new_session=True))
+
+    def log(self) -> str:
+        """Return what the launched processes printed so far."""
+        self._log.flush()
+        return self.log_path.read_text(encoding='utf-8', errors='replace')
+
+    def recorded(self, name: str) -> Any:
+        """Return the JSON a fake package wrote about the arguments it got."""
+        path = self.record_dir / name
+        assert path.is_file(), '%s was not written; launch log:\n%s' % (name, self.log()[-3000:])
+        return json.loads(path.read_text(encoding='utf-8'))
+
+    def stop(self) -> List[int]:
+        """Stop everything with Ctrl-C (SIGINT) as a user would; return processes left behind."""
+        # A terminal's Ctrl-C reaches the whole foreground process group, and launch relies on
+        # that: it does not forward SIGINT to its processes, only escalates to SIGTERM after 5 s.
+        for process in self.helpers + [self.process]:
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGINT)
+                except OSError:
+                    pass
+        for process in self.helpers + [self.process]:
+            try:
+                process.wait(30.0)
+            except subprocess.TimeoutExpired:
+                pass
+        from anonymizer_harness import wait_until
+        wait_until(lambda: not processes_with_token(self.token), 15.0, 0.1)
+        left = processes_with_token(self.token)
+        for pid in left:  # leave nothing running, then report it
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self._log.close()
+        return left
+
+
+@pytest.fixture
+def launch_run(colcon_install: Path, tmp_path: Path) -> Iterator[Callable[..., LaunchRun]]:
+    """Start launch files; at the end stop them and check that no process was left behind."""
+    require_launch()
+    runs: List[LaunchRun] = []
+
+    def start(file_name: str, arguments: Dict[str, str],
+              path_prepend: Optional[Path] = None) -> LaunchRun:
+        runs.append(LaunchRun(colcon_install, tmp_path, file_name, arguments, path_prepend))
+        return runs[-1]
+
+    yield start
+    for run in runs:
+        left = run.stop()
+        assert not left, 'processes left running after Ctrl-C: %s\n%s' % (left, run.log()[-3000:])
+
+
+class SampleFaces:
+    """Every frame the sample camera can send, with its face boxes, to find raw faces."""
+
+    def __init__(self) -> None:
+        """Build the 72 distinct frames once."""
+        from av_privacy_ros.sample_camera import SampleFrames
+        frames = SampleFrames()
+        self.cores: List[List[Tuple[slice, slice, np.ndarray]]] = []
+        for index in range(SAMPLE_PERIOD):
+            bgr, _ = frames.frame(index)
+            cores = []
+            for x1, y1, x2, y2 in frames.boxes(index):
+                w, h = x2 - x1, y2 - y1
+                rows = slice(int(y1 + h / 4), int(y2 - h / 4))
+                cols = slice(int(x1 + w / 4), int(x2 - w / 4))
+                cores.append((rows, cols, bgr[rows, cols]))
+            self.cores.append(cores)
+
+    def least_changed(self, output_bgr: np.ndarray) -> float:
+        """Return the smallest share of changed face-core pixels over all frames and faces."""
+        least = 1.0
+        for cores in self.cores:
+            for rows, cols, original in cores:
+                changed = np.any(output_bgr[rows, cols] != original, axis=2)
+                least = min(least, float(changed.mean()))
+        return least
+
+
+class LaunchListener:
+    """A node in the test process that watches the inputs and outputs of a launched anonymizer."""
+
+    def __init__(self, image_topic: str, output_namespace: str, clock: bool = False) -> None:
+        """Subscribe to the colour input, the three outputs, /diagnostics and maybe /clock."""
+        import threading
+
+        from anonymizer_harness import DOMAIN_ID
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rosgraph_msgs.msg import Clock
+        from sensor_msgs.msg import Image
+
+        self.faces = SampleFaces()
+        self.lock = threading.Lock()
+        self.input_headers: Dict[Tuple[int, int], str] = {}
+        self.outputs: Dict[str, Dict[Tuple[int, int], Any]] = {
+            'image_anonymized': {}, 'depth_anonymized': {}, 'mask': {}}
+        self.least_changed: Dict[Tuple[int, int], float] = {}
+        self.output_frame_ids: Dict[Tuple[int, int], str] = {}
+        self.clock_stamps: List[float] = []
+        self.diagnostic_stamps: List[float] = []
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=DOMAIN_ID)
+        self.node = Node('launch_test_listener', context=self.context)
+        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self.namespace = output_namespace.rstrip('/')
+        subs = [self.node.create_subscription(Image, image_topic, self._on_input, reliable)]
+        for name in self.outputs:
+            subs.append(self.node.create_subscription(
+                Image, self.namespace + '/' + name,
+                lambda msg, name=name: self._on_output(name, msg), reliable))
+        subs.append(self.node.create_subscription(DiagnosticArray, '/diagnostics',
+                                                  self._on_diagnostics, reliable))
+        if clock:
+            subs.append(self.node.create_subscription(Clock, '/clock', self._on_clock, reliable))
+        self._subs = subs
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            while self.context.ok():
+                self.executor.spin_once(timeout_sec=0.05)
+        except Exception:  # noqa: BLE001 - the context was shut down while spinning
+            pass
+
+    def _on_input(self, msg: Any) -> None:
+        with self.lock:
+            self.input_headers[_stamp(msg.header.stamp)] = msg.header.frame_id
+
+    def _on_output(self, name: str, msg: Any) -> None:
+        stamp = _stamp(msg.header.stamp)
+        if name == 'image_anonymized':
+            from av_privacy_ros.image_msgs import image_to_bgr
+            bgr, _ = image_to_bgr(msg)
+            least = self.faces.least_changed(bgr)
+            with self.lock:
+                self.least_changed[stamp] = least
+                self.output_frame_ids[stamp] = msg.header.frame_id
+        with self.lock:
+            self.outputs[name][stamp] = msg.header.frame_id
+
+    def _on_diagnostics(self, msg: Any) -> None:
+        if any('face anonymization' in status.name for status in msg.status):
+            with self.lock:
+                self.diagnostic_stamps.append(_seconds(msg.header.stamp))
+
+    def _on_clock(self, msg: Any) -> None:
+        with self.lock:
+            self.clock_stamps.append(_seconds(msg.clock))
+
+    def wait_for_frames(self, run: LaunchRun, count: int = FRAMES_EXPECTED) -> None:
+        """Wait until ``count`` anonymized frames (with depth and mask) came out."""
+        from anonymizer_harness import wait_until
+
+        def complete() -> int:
+            with self.lock:
+                return len(set(self.outputs['image_anonymized']) & set(self.outputs['mask'])
+                           & set(self.outputs['depth_anonymized']) & set(self.input_headers))
+
+        arrived = wait_until(lambda: complete() >= count or run.process.poll() is not None,
+                             HANG_GUARD_S, 0.1)
+        assert arrived and complete() >= count, (
+            'only %d anonymized frames on %s/{image_anonymized,depth_anonymized,mask}; launch '
+            'log:\n%s' % (complete(), self.namespace, run.log()[-4000:]))
+
+    def check_frames(self, frame_id: str) -> None:
+        """Every output frame is anonymized and keeps the header of a published input frame."""
+        with self.lock:
+            least = dict(self.least_changed)
+            frame_ids = dict(self.output_frame_ids)
+            inputs = dict(self.input_headers)
+        assert least, 'no anonymized frame'
+        for stamp, changed in least.items():
+            assert changed > MIN_FACE_CHANGE, (
+                'frame %s shows a face: only %.0f %% of a face core changed'
+                % (stamp, 100 * changed))
+            assert frame_ids[stamp] == frame_id
+        # Frames published before this listener subscribed cannot be compared; all later are.
+        later = {stamp for stamp in least if stamp >= min(inputs)}
+        assert later <= set(inputs), 'output stamps that no input frame had'
+        assert all(inputs[stamp] == frame_id for stamp in later)
+
+    def publishers_of(self, node_name: str, namespace: str) -> Set[str]:
+        """Return the topics a node publishes on."""
+        return {name for name, _ in
+                self.node.get_publisher_names_and_types_by_node(node_name, namespace)}
+
+    def close(self) -> None:
+        """Shut the listener down."""
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        if self.context.ok():
+            import rclpy
+            rclpy.shutdown(context=self.context)
+        self._thread.join(timeout=5.0)
+
+
+def _stamp(stamp: Any) -> Tuple[int, int]:
+    return int(stamp.sec), int(stamp.nanosec)
+
+
+def _seconds(stamp: Any) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+@pytest.fixture
+def listeners() -> Iterator[Callable[..., LaunchListener]]:
+    """Create launch listeners, closed at the end of the test."""
+    created: List[LaunchListener] = []
+
+    def create(*args: Any, **kwargs: Any) -> LaunchListener:
+        created.append(LaunchListener(*args, **kwargs))
+        return created[-1]
+
+    yield create
+    for listener in created:
+        listener.close()
+
+
+SAMPLE_CAMERA_FRAME_ID = 'camera_color_optical_frame'
+
+
+def test_anonymizer_launch_with_the_sample_camera(
+        launch_run: Callable[..., LaunchRun],
+        listeners: Callable[..., LaunchListener]) -> None:
+    """anonymizer.launch.py reads /image and /depth and publishes anonymized frames at the root."""
+    run = launch_run('anonymizer.launch.py', {})
+    listener = listeners('/image', '/')
+    run.start_helper('sample_camera', ['--rate', '15', '--wait-subscribers', '2'])
+    listener.wait_for_frames(run)
+    listener.check_frames(SAMPLE_CAMERA_FRAME_ID)
+    assert {'/image_anonymized', '/depth_anonymized', '/mask'} <= listener.publishers_of(
+        'anonymizer', '/')
+
+
+def test_realsense_launch_with_a_running_driver(
+        launch_run: Callable[..., LaunchRun],
+        listeners: Callable[..., LaunchListener]) -> None:
+    """launch_camera:=false: the driver's topics in, anonymized outputs in the camera namespace."""
+    run = launch_run('realsense_jetson.launch.py', {'launch_camera': 'false'})
+    listener = listeners('/camera/camera/color/image_raw', '/camera/camera')
+    run.start_helper('sample_camera', [
+        '--rate', '15', '--encoding', 'rgb8', '--wait-subscribers', '2', '--ros-args',
+        '-r', '__ns:=/camera', '-r', '__node:=camera',
+        '-r', 'image:=/camera/camera/color/image_raw',
+        '-r', 'depth:=/camera/camera/aligned_depth_to_color/image_raw'])
+    listener.wait_for_frames(run)
+    listener.check_frames(SAMPLE_CAMERA_FRAME_ID)
+    assert {'/camera/camera/image_anonymized', '/camera/camera/depth_anonymized',
+            '/camera/camera/mask'} <= listener.publishers_of('anonymizer', '/camera/camera')
+    assert not (run.record_dir / 'realsense2_camera.json').exists(), 'the driver was started'
+
+
+def test_realsense_launch_starts_the_driver_with_aligned_synchronized_profiles(
+        launch_run: Callable[..., LaunchRun],
+        listeners: Callable[..., LaunchListener]) -> None:
+    """The driver gets the profiles, alignment and sync; its frames come out anonymized."""
+    run = launch_run('realsense_jetson.launch.py', {
+        'camera_namespace': 'rig', 'camera_name': 'd435', 'color_profile': '640,480,15',
+        'depth_profile': '640,480,15'})
+    listener = listeners('/rig/d435/color/image_raw', '/rig/d435')
+    listener.wait_for_frames(run)
+    listener.check_frames(SAMPLE_CAMERA_FRAME_ID)
+    driver = run.recorded('realsense2_camera.json')
+    assert driver['camera_namespace'] == 'rig' and driver['camera_name'] == 'd435'
+    for name in ('rgb_camera.color_profile', 'depth_module.depth_profile', 'rgb_camera.profile',
+                 'depth_module.profile'):
+        assert driver[name] == '640,480,15', name
+    assert driver['align_depth.enable'] == 'true' and driver['enable_sync'] == 'true'
+    assert driver['enable_color'] == 'true' and driver['enable_depth'] == 'true'
+    assert driver['pointcloud.enable'] == 'false'
+    assert '/rig/d435/image_anonymized' in listener.publishers_of('anonymizer', '/rig/d435')
+
+
+def test_carla_launch_with_bridge_and_ego_vehicle(
+        launch_run: Callable[..., LaunchRun],
+        listeners: Callable[..., LaunchListener], colcon_install: Path) -> None:
+    """The bridge and spawner get their arguments; sim-time frames reach the vehicle's outputs."""
+    run = launch_run('carla_bridge.launch.py', {'town': 'Town10HD'})
+    listener = listeners('/carla/ego_vehicle/rgb_front/image', '/carla/ego_vehicle', clock=True)
+    listener.wait_for_frames(run)
+    listener.check_frames('ego_vehicle/camera')
+
+    bridge = run.recorded('carla_ros_bridge.json')
+    assert (bridge['host'], bridge['port'], bridge['timeout']) == ('localhost', '2000', '10')
+    assert bridge['town'] == 'Town10HD'
+    assert bridge['synchronous_mode'] == 'true' and bridge['fixed_delta_seconds'] == '0.05'
+    spawn = run.recorded('carla_spawn_objects.json')
+    assert spawn['arguments']['role_name'] == 'ego_vehicle'
+    assert Path(spawn['arguments']['objects_definition_file']) == (
+        colcon_install / 'share' / PACKAGE / 'config' / 'carla_objects.json')
+    (vehicle,) = [obj for obj in spawn['objects']['objects'] if obj['type'].startswith('vehicle.')]
+    assert vehicle['id'] == 'ego_vehicle'
+    assert {s['id'] for s in vehicle['sensors']} >= {'rgb_front', 'depth_front'}
+
+    # The anonymizer runs on simulation time: its diagnostics carry /clock stamps, not wall time.
+    from anonymizer_harness import wait_until
+    assert wait_until(lambda: bool(listener.diagnostic_stamps), 30.0, 0.1), 'no diagnostics'
+    with listener.lock:
+        clock = list(listener.clock_stamps)
+        diagnostics = list(listener.diagnostic_stamps)
+        outputs = sorted(listener.least_changed)
+    assert clock and clock[-1] > clock[0], 'the simulation clock does not advance'
+    assert all(1000.0 <= stamp <= clock[-1] + 1.0 for stamp in diagnostics), diagnostics
+    assert all(1000.0 <= sec + nsec * 1e-9 <= clock[-1] + 1.0 for sec, nsec in outputs)
+    assert {'/carla/ego_vehicle/image_anonymized', '/carla/ego_vehicle/depth_anonymized',
+            '/carla/ego_vehicle/mask'} <= listener.publishers_of('anonymizer',
+                                                                 '/carla/ego_vehicle')
+
+
+BAG_FRAMES = 30
+BAG_START_NS = 2_000_000_000_000
+BAG_PERIOD_NS = 100_000_000  # 10 Hz
+
+
+def write_sample_bag(path: Path) -> None:
+    """Write a rosbag2 of the sample camera: rgb8 colour and aligned 16UC1 depth, 10 Hz."""
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import get_typestore, Stores
+
+    from av_privacy_ros.sample_camera import SampleFrames
+    store = get_typestore(Stores.LATEST)
+    image_type = store.types['sensor_msgs/msg/Image']
+    header_type = store.types['std_msgs/msg/Header']
+    time_type = store.types['builtin_interfaces/msg/Time']
+    frames = SampleFrames()
+    with Writer(path, version=8) as writer:
+        color = writer.add_connection('/camera/camera/color/image_raw', image_type.__msgtype__,
+                                      typestore=store)
+        depth = writer.add_connection('/camera/camera/aligned_depth_to_color/image_raw',
+                                      image_type.__msgtype__, typestore=store)
+        for index in range(BAG_FRAMES):
+            stamp_ns = BAG_START_NS + index * BAG_PERIOD_NS
+            header = header_type(stamp=time_type(sec=stamp_ns // 10**9,
+                                                 nanosec=stamp_ns % 10**9),
+                                 frame_id=SAMPLE_CAMERA_FRAME_ID)
+            bgr, depth_mm = frames.frame(index)
+            rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+            for connection, pixels, encoding, step in (
+                    (color, rgb, 'rgb8', rgb.shape[1] * 3),
+                    (depth, depth_mm, '16UC1', depth_mm.shape[1] * 2)):
+                message = image_type(header=header, height=pixels.shape[0],
+                                     width=pixels.shape[1], encoding=encoding, is_bigendian=0,
+                                     step=step, data=pixels.reshape(-1).view(np.uint8))
+                writer.write(connection, stamp_ns,
+                             store.serialize_cdr(message, image_type.__msgtype__))
+
+
+def test_bag_replay_launch_plays_anonymizes_records_and_stops(
+        launch_run: Callable[..., LaunchRun],
+        listeners: Callable[..., LaunchListener], tmp_path: Path) -> None:
+    """The bag is played with --clock, its frames come out anonymized, then everything stops."""
+    bag = tmp_path / 'drive'
+    write_sample_bag(bag)
+    run = launch_run('bag_replay.launch.py', {'bag': str(bag), 'record': 'true',
+                                              'start_delay': '2.0'}, path_prepend=FAKE_BIN)
+    listener = listeners('/camera/camera/color/image_raw', '/anonymizer', clock=True)
+    listener.wait_for_frames(run)
+    listener.check_frames(SAMPLE_CAMERA_FRAME_ID)
+    # After the playback the launch shuts itself down (which closes the recorded bag).
+    from anonymizer_harness import wait_until
+    assert wait_until(lambda: run.process.poll() is not None, HANG_GUARD_S, 0.1), run.log()
+    assert run.process.returncode == 0, run.log()[-3000:]
+
+    commands = [json.loads(line) for line in
+                (run.record_dir / 'ros2_commands.jsonl').read_text().splitlines()]
+    assert ['ros2', 'bag', 'record', '--use-sim-time', '-o', str(bag) + '_anonymized',
+            '/anonymizer/image_anonymized', '/anonymizer/depth_anonymized',
+            '/anonymizer/mask'] in commands
+    assert ['ros2', 'bag', 'play', str(bag), '--rate', '1.0', '--clock'] in commands
+    # Sim time: the frames' stamps are the bag's, and so are the anonymizer's diagnostics.
+    with listener.lock:
+        outputs = sorted(listener.least_changed)
+        diagnostics = list(listener.diagnostic_stamps)
+    bag_stamps = {divmod(BAG_START_NS + index * BAG_PERIOD_NS, 10**9)
+                  for index in range(BAG_FRAMES)}
+    assert set(outputs) <= bag_stamps, set(outputs) - bag_stamps
+    last = (BAG_START_NS + BAG_FRAMES * BAG_PERIOD_NS) * 1e-9
+    assert diagnostics and all(stamp < last + 10.0 for stamp in diagnostics), diagnostics
