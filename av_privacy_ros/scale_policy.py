@@ -1,0 +1,310 @@
+"""
+Detection-scale policy: which parts of a frame the face detector sees, and at which scale.
+
+A detector run on a 1920×1080 frame at its 640-px input sees a 12-px face as 4 px and misses
+it. Running it on the whole frame at native resolution finds it, at three to eight times the
+cost. The policies here (``SCALE_POLICIES``):
+
+``fixed``
+    one pass at the detector input size (the frame scaled to it): fast, misses small faces in
+    frames larger than the input.
+``full``
+    one pass over the whole frame at native resolution.
+``tiles``
+    a coarse pass at the detector input size (finds the large faces) plus every native-
+    resolution tile of the frame, each frame.
+``keyframes``
+    a native full-size pass every ``keyframe_interval`` frames, the coarse pass in between
+    (the temporal hold of the tracker carries the small faces between key frames).
+``auto``
+    the coarse pass every frame plus ``tiles_per_frame`` native tiles in turn (all of them on
+    the first frame of a stream, after :meth:`ScaledDetection.reset` and when the frame size
+    changes). A face found in a tile is carried, its box growing, until that tile is scanned
+    again, so a small face stays masked between two visits of its tile.
+
+Frames not larger than the detector input get the coarse pass only, whatever the policy: no
+extra work at 640×480. Tiles overlap by at least ``tile_overlap`` pixels so every face up to
+that size lies whole inside one tile; larger faces are the coarse pass's. Boxes from all passes
+are merged without duplicates (:func:`merge_detections`).
+
+Pure numpy: no rclpy. One :class:`ScaledDetection` follows one camera stream (its rotation
+and carried faces are per stream); the detector it calls may be shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import math
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .detection import Detections
+
+SCALE_POLICIES = ('auto', 'tiles', 'full', 'keyframes', 'fixed')
+DEFAULT_SCALE_POLICY = 'auto'
+DEFAULT_TILE_OVERLAP = 64
+DEFAULT_TILES_PER_FRAME = 1
+DEFAULT_KEYFRAME_INTERVAL = 3
+DETECTOR_STRIDE = 32  # input sides of SCRFD and CenterFace are multiples of their largest stride
+MERGE_OVERLAP = 0.5  # boxes whose intersection covers half the smaller box are one face
+CARRY_GROWTH_PER_FACE = 0.5  # a carried face moves at most half its size per frame
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A rectangle of the frame, ``x0 <= x < x1``, ``y0 <= y < y1``, in pixels."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def width(self) -> int:
+        """Return the tile width in pixels."""
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        """Return the tile height in pixels."""
+        return self.y1 - self.y0
+
+
+@dataclass
+class FramePlan:
+    """What the detector runs on for one frame: the coarse pass, a full pass, tiles."""
+
+    coarse: bool
+    full: bool
+    tiles: List[int] = field(default_factory=list)
+    grid: List[Tile] = field(default_factory=list)
+
+
+def _round_up(value: int, multiple: int = DETECTOR_STRIDE) -> int:
+    return max(multiple, int(math.ceil(value / float(multiple))) * multiple)
+
+
+def axis_starts(size: int, tile: int, overlap: int) -> List[int]:
+    """
+    Return tile start positions along one axis of ``size`` pixels.
+
+    Tiles of ``tile`` pixels are spread evenly from 0 to ``size - tile`` so that neighbours
+    share at least ``overlap`` pixels; one tile when the axis fits in one.
+    """
+    if size <= 0 or tile <= 0:
+        raise ValueError('frame and tile sizes must be positive, got %d and %d' % (size, tile))
+    if overlap < 0 or overlap >= tile:
+        raise ValueError('tile overlap must be at least 0 and smaller than the tile (%d px), '
+                         'got %d' % (tile, overlap))
+    if size <= tile:
+        return [0]
+    count = int(math.ceil((size - overlap) / float(tile - overlap)))
+    count = max(count, 2)
+    return [int(round(k * (size - tile) / float(count - 1))) for k in range(count)]
+
+
+def tile_grid(width: int, height: int, tile_width: int, tile_height: int,
+              overlap: int) -> List[Tile]:
+    """Return the tiles (row by row) that cover a ``width``×``height`` frame with overlap."""
+    xs = axis_starts(width, tile_width, overlap)
+    ys = axis_starts(height, tile_height, overlap)
+    return [Tile(x, y, min(x + tile_width, width), min(y + tile_height, height))
+            for y in ys for x in xs]
+
+
+def intersection_over_smaller(boxes: np.ndarray) -> np.ndarray:
+    """Return the N×N matrix of box intersections divided by the smaller box's area."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    x1 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    y1 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    x2 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
+    y2 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0,
+                                                                 None)
+    smaller = np.maximum(np.minimum(area[:, None], area[None, :]), 1e-6)
+    return inter / smaller
+
+
+def merge_detections(parts: Sequence[Detections],
+                     min_overlap: float = MERGE_OVERLAP) -> Detections:
+    """
+    Merge detections of overlapping passes (tiles, coarse pass) into one box per face.
+
+    Greedy by score: the best remaining box takes every other box whose intersection covers at
+    least ``min_overlap`` of the smaller of the two (a face cut by a tile border is a box
+    inside the whole face's box) and the group becomes the union of its boxes, so the merged
+    box covers every part any pass saw. Landmarks are the best box's.
+    """
+    parts = [part for part in parts if len(part)]
+    if not parts:
+        return Detections.empty()
+    boxes = np.concatenate([part.boxes for part in parts])
+    scores = np.concatenate([part.scores for part in parts])
+    with_landmarks = all(part.landmarks is not None for part in parts)
+    landmarks = (np.concatenate([part.landmarks for part in parts])  # type: ignore[misc]
+                 if with_landmarks else None)
+    order = np.argsort(-scores, kind='stable')
+    overlap = intersection_over_smaller(boxes) >= float(min_overlap)
+    taken = np.zeros(len(boxes), np.bool_)
+    out_boxes: List[np.ndarray] = []
+    out_scores: List[float] = []
+    out_landmarks: List[np.ndarray] = []
+    for best in order:
+        if taken[best]:
+            continue
+        group = np.flatnonzero(overlap[best] & ~taken)
+        taken[group] = True
+        members = boxes[group]
+        out_boxes.append(np.concatenate([members[:, :2].min(axis=0), members[:, 2:].max(axis=0)]))
+        out_scores.append(float(scores[best]))
+        if landmarks is not None:
+            out_landmarks.append(landmarks[best])
+    return Detections(np.stack(out_boxes), np.asarray(out_scores),
+                      np.stack(out_landmarks) if landmarks is not None else None)
+
+
+def grow_carried(boxes: np.ndarray, frames: int, grow_px_per_frame: float, width: int,
+                 height: int) -> np.ndarray:
+    """
+    Return ``boxes`` grown for ``frames`` frames of possible motion, clipped to the frame.
+
+    Each side moves out by ``min(grow_px_per_frame, half the face size)`` per frame: a small
+    (distant) face moves fewer pixels than a near one.
+    """
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
+    if len(boxes) == 0 or frames <= 0:
+        return boxes
+    size = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    step = np.minimum(float(grow_px_per_frame), CARRY_GROWTH_PER_FACE * size) * frames
+    boxes[:, :2] -= step[:, None]
+    boxes[:, 2:] += step[:, None]
+    np.clip(boxes[:, 0::2], 0, width, out=boxes[:, 0::2])
+    np.clip(boxes[:, 1::2], 0, height, out=boxes[:, 1::2])
+    return boxes
+
+
+def check_scale_settings(policy: str, tile_overlap: int, tiles_per_frame: int,
+                         keyframe_interval: int) -> None:
+    """Raise ValueError with a clear sentence when a scale setting is out of range."""
+    if policy not in SCALE_POLICIES:
+        raise ValueError('scale policy must be one of %s, got %r'
+                         % (', '.join(SCALE_POLICIES), policy))
+    for name, value, low in (('tile overlap', tile_overlap, 0),
+                             ('tiles per frame', tiles_per_frame, 1),
+                             ('key frame interval', keyframe_interval, 1)):
+        if isinstance(value, bool) or not float(value).is_integer() or int(value) < low:
+            raise ValueError('%s must be an integer of at least %d, got %r' % (name, low, value))
+
+
+def detect_at(detector: Any, image: np.ndarray, conf_thresh: float,
+              input_size: Optional[Tuple[int, int]]) -> Detections:
+    """Run ``detector`` on ``image`` at ``input_size`` (None: the detector's own choice)."""
+    image = np.ascontiguousarray(image)
+    if input_size is None or tuple(detector.input_size_for(image.shape[1], image.shape[0])) \
+            == tuple(input_size):
+        return detector.detect(image, conf_thresh)
+    return detector.detect(image, conf_thresh, input_size=tuple(input_size))
+
+
+class ScaledDetection:
+    """
+    Run a face detector on one stream's frames following a scale policy (see module doc).
+
+    ``tile_size`` (width, height) defaults to the detector's input size for the frame, so a
+    tile costs about what the coarse pass costs.
+    """
+
+    def __init__(self, policy: str = DEFAULT_SCALE_POLICY,
+                 tile_overlap: int = DEFAULT_TILE_OVERLAP,
+                 tiles_per_frame: int = DEFAULT_TILES_PER_FRAME,
+                 keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL,
+                 tile_size: Optional[Tuple[int, int]] = None) -> None:
+        """Validate the settings; the first frame scans every tile."""
+        check_scale_settings(policy, tile_overlap, tiles_per_frame, keyframe_interval)
+        self.policy = policy
+        self.tile_overlap = int(tile_overlap)
+        self.tiles_per_frame = int(tiles_per_frame)
+        self.keyframe_interval = int(keyframe_interval)
+        self.tile_size = tile_size
+        self.last_plan: Optional[FramePlan] = None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the rotation and the carried faces: the next frame scans every tile."""
+        self._frame_index = 0
+        self._cursor = 0
+        self._grid_key: Optional[Tuple[int, ...]] = None
+        self._carried: Dict[int, Tuple[np.ndarray, np.ndarray, int]] = {}
+
+    def plan(self, width: int, height: int, det_size: Tuple[int, int]) -> FramePlan:
+        """Return (and advance to) what the detector runs on for the next frame of this size."""
+        det_w, det_h = int(det_size[0]), int(det_size[1])
+        if self.policy == 'fixed' or (width <= det_w and height <= det_h):
+            return FramePlan(coarse=True, full=False)
+        if self.policy == 'full':
+            return FramePlan(coarse=False, full=True)
+        if self.policy == 'keyframes':
+            key = self._frame_index % self.keyframe_interval == 0
+            self._frame_index += 1
+            return FramePlan(coarse=not key, full=key)
+        tile_w, tile_h = self.tile_size or (det_w, det_h)
+        overlap = min(self.tile_overlap, tile_w - 1, tile_h - 1)
+        grid = tile_grid(width, height, int(tile_w), int(tile_h), overlap)
+        key_now = (width, height, int(tile_w), int(tile_h), overlap)
+        if self.policy == 'tiles' or self._grid_key != key_now:
+            if self._grid_key != key_now:
+                self._carried.clear()
+                self._cursor = 0
+            self._grid_key = key_now
+            return FramePlan(coarse=True, full=False, tiles=list(range(len(grid))), grid=grid)
+        count = min(self.tiles_per_frame, len(grid))
+        tiles = [(self._cursor + k) % len(grid) for k in range(count)]
+        self._cursor = (self._cursor + count) % len(grid)
+        return FramePlan(coarse=True, full=False, tiles=tiles, grid=grid)
+
+    def detect(self, detector: Any, bgr: np.ndarray, conf_thresh: float,
+               grow_px_per_frame: float = 6.0) -> Detections:
+        """Return the faces in ``bgr``: the passes of this frame's plan, merged, plus carried."""
+        height, width = bgr.shape[:2]
+        det_size = tuple(detector.input_size_for(width, height))
+        plan = self.plan(width, height, det_size)  # type: ignore[arg-type]
+        self.last_plan = plan
+        if plan.coarse and not plan.tiles:
+            return detector.detect(bgr, conf_thresh)
+        if plan.full:
+            return detect_at(detector, bgr, conf_thresh,
+                             (_round_up(width), _round_up(height)))
+        parts = [detector.detect(bgr, conf_thresh)]
+        for index in plan.tiles:
+            tile = plan.grid[index]
+            found = detect_at(detector, bgr[tile.y0:tile.y1, tile.x0:tile.x1], conf_thresh,
+                              (_round_up(tile.width), _round_up(tile.height)))
+            offset = np.array([tile.x0, tile.y0], np.float32)
+            boxes = found.boxes + np.tile(offset, 2)
+            landmarks = None if found.landmarks is None else found.landmarks + offset
+            parts.append(Detections(boxes, found.scores, landmarks))
+            if self.policy == 'auto':
+                self._carried[index] = (boxes, found.scores.copy(), self._frame_index)
+        merged = merge_detections(parts)
+        if self.policy == 'auto':
+            merged = self._with_carried(merged, set(plan.tiles), grow_px_per_frame, width,
+                                        height)
+        self._frame_index += 1
+        return merged
+
+    def _with_carried(self, merged: Detections, scanned: set, grow_px_per_frame: float,
+                      width: int, height: int) -> Detections:
+        """Append the grown boxes of faces found in tiles that were not scanned this frame."""
+        boxes = [merged.boxes]
+        scores = [merged.scores]
+        for index, (tile_boxes, tile_scores, seen) in self._carried.items():
+            if index in scanned or len(tile_boxes) == 0:
+                continue
+            boxes.append(grow_carried(tile_boxes, self._frame_index - seen, grow_px_per_frame,
+                                      width, height))
+            scores.append(tile_scores)
+        if len(boxes) == 1:
+            return merged
+        return Detections(np.concatenate(boxes), np.concatenate(scores), None)
