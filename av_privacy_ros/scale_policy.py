@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 
 from .detection import Detections
@@ -104,9 +105,31 @@ def axis_starts(size: int, tile: int, overlap: int) -> List[int]:
     return [int(round(k * (size - tile) / float(count - 1))) for k in range(count)]
 
 
+def fitted_tile(size: int, tile: int, overlap: int) -> int:
+    """
+    Return the tile side, at most ``tile``, that covers ``size`` pixels with the fewest tiles.
+
+    The count is the fewest tiles of ``tile`` pixels that overlap by ``overlap``; the side is
+    then shrunk to the smallest multiple of the detector stride that still gives that overlap,
+    so no pixels are spent on overlap beyond what was asked for.
+    """
+    if size <= tile:
+        return size
+    count = int(math.ceil((size - overlap) / float(tile - overlap)))
+    fitted = _round_up(int(math.ceil((size + (count - 1) * overlap) / float(count))))
+    return min(tile, fitted)
+
+
 def tile_grid(width: int, height: int, tile_width: int, tile_height: int,
               overlap: int) -> List[Tile]:
-    """Return the tiles (row by row) that cover a ``width``×``height`` frame with overlap."""
+    """
+    Return the tiles (row by row) that cover a ``width``×``height`` frame with overlap.
+
+    Tiles are at most ``tile_width``×``tile_height`` (see :func:`fitted_tile`), all the same
+    size.
+    """
+    tile_width = fitted_tile(width, tile_width, overlap)
+    tile_height = fitted_tile(height, tile_height, overlap)
     xs = axis_starts(width, tile_width, overlap)
     ys = axis_starts(height, tile_height, overlap)
     return [Tile(x, y, min(x + tile_width, width), min(y + tile_height, height))
@@ -208,6 +231,67 @@ def detect_at(detector: Any, image: np.ndarray, conf_thresh: float,
     return detector.detect(image, conf_thresh, input_size=tuple(input_size))
 
 
+def _static_input(detector: Any) -> bool:
+    """Return True for a model compiled for one input size (no canvas, no native tiles)."""
+    return getattr(getattr(detector, '_model', None), 'static_input_size', None) is not None
+
+
+def _shifted(found: Detections, dx: float, dy: float, scale: float = 1.0) -> Detections:
+    """Return ``found`` scaled by ``scale`` then moved by (dx, dy)."""
+    offset = np.array([dx, dy], np.float32)
+    boxes = found.boxes * scale + np.tile(offset, 2)
+    landmarks = None if found.landmarks is None else found.landmarks * scale + offset
+    return Detections(boxes, found.scores, landmarks)
+
+
+def stacked_detect(detector: Any, bgr: np.ndarray, conf_thresh: float,
+                   det_size: Tuple[int, int], tiles: Sequence[Tile]) -> List[Detections]:
+    """
+    Run the scaled pass and native ``tiles`` in one detector call; return one result each.
+
+    The frame scaled into ``det_size`` and the tiles at native size are stacked on one canvas,
+    separated by black bands of one detector stride, and detected at the canvas size with no
+    scaling: one onnxruntime call per frame instead of one per pass (each call has a fixed
+    cost). A box belongs to the part its centre lies in and is clipped to that part.
+    """
+    height, width = bgr.shape[:2]
+    det_w, det_h = int(det_size[0]), int(det_size[1])
+    scale = min(det_w / float(width), det_h / float(height))
+    scaled_w, scaled_h = max(1, int(width * scale)), max(1, int(height * scale))
+    heights = [det_h] + [tile.height for tile in tiles]
+    tops = [0]
+    for part_height in heights[:-1]:
+        tops.append(tops[-1] + part_height + DETECTOR_STRIDE)
+    canvas_w = _round_up(max([det_w] + [tile.width for tile in tiles]))
+    canvas_h = _round_up(tops[-1] + heights[-1])
+    canvas = np.zeros((canvas_h, canvas_w, 3), np.uint8)
+    canvas[:scaled_h, :scaled_w] = cv2.resize(bgr, (scaled_w, scaled_h))
+    for top, tile in zip(tops[1:], tiles):
+        canvas[top:top + tile.height, :tile.width] = bgr[tile.y0:tile.y1, tile.x0:tile.x1]
+    found = detect_at(detector, canvas, conf_thresh, (canvas_w, canvas_h))
+    centre_y = (found.boxes[:, 1] + found.boxes[:, 3]) / 2.0
+    bottoms = [top + size for top, size in
+               zip(tops, [scaled_h] + [tile.height for tile in tiles])]
+    bounds = [-np.inf] + [(bottom + top) / 2.0 for bottom, top in zip(bottoms, tops[1:])] + \
+        [np.inf]
+    parts: List[Detections] = []
+    for part, (top, bottom) in enumerate(zip(tops, bottoms)):
+        inside = (centre_y >= bounds[part]) & (centre_y < bounds[part + 1])
+        right = scaled_w if part == 0 else tiles[part - 1].width
+        boxes = found.boxes[inside] - np.array([0, top, 0, top], np.float32)
+        boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, right)
+        boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, bottom - top)
+        landmarks = None
+        if found.landmarks is not None:
+            landmarks = found.landmarks[inside] - np.array([0, top], np.float32)
+        local = Detections(boxes, found.scores[inside], landmarks)
+        if part == 0:
+            parts.append(_shifted(local, 0.0, 0.0, 1.0 / scale))
+        else:
+            parts.append(_shifted(local, tiles[part - 1].x0, tiles[part - 1].y0))
+    return parts
+
+
 class ScaledDetection:
     """
     Run a face detector on one stream's frames following a scale policy (see module doc).
@@ -276,17 +360,17 @@ class ScaledDetection:
         if plan.full:
             return detect_at(detector, bgr, conf_thresh,
                              (_round_up(width), _round_up(height)))
-        parts = [detector.detect(bgr, conf_thresh)]
-        for index in plan.tiles:
-            tile = plan.grid[index]
-            found = detect_at(detector, bgr[tile.y0:tile.y1, tile.x0:tile.x1], conf_thresh,
-                              (_round_up(tile.width), _round_up(tile.height)))
-            offset = np.array([tile.x0, tile.y0], np.float32)
-            boxes = found.boxes + np.tile(offset, 2)
-            landmarks = None if found.landmarks is None else found.landmarks + offset
-            parts.append(Detections(boxes, found.scores, landmarks))
-            if self.policy == 'auto':
-                self._carried[index] = (boxes, found.scores.copy(), self._frame_index)
+        tiles = [plan.grid[index] for index in plan.tiles]
+        if _static_input(detector):
+            parts = [detector.detect(bgr, conf_thresh)]
+            parts += [_shifted(detector.detect(np.ascontiguousarray(
+                bgr[tile.y0:tile.y1, tile.x0:tile.x1]), conf_thresh), tile.x0, tile.y0)
+                for tile in tiles]
+        else:
+            parts = stacked_detect(detector, bgr, conf_thresh, det_size, tiles)
+        if self.policy == 'auto':
+            for index, found in zip(plan.tiles, parts[1:]):
+                self._carried[index] = (found.boxes, found.scores, self._frame_index)
         merged = merge_detections(parts)
         if self.policy == 'auto':
             merged = self._with_carried(merged, set(plan.tiles), grow_px_per_frame, width,
