@@ -200,7 +200,11 @@ class LeakCounter:
 
     def add(self, mask: np.ndarray, boxes: np.ndarray) -> int:
         """Count one frame's faces against its mask; return how many leaked."""
-        leaked = coverage(mask, boxes) < LEAK_COVERAGE
+        return self.add_flags(boxes, coverage(mask, boxes) < LEAK_COVERAGE)
+
+    def add_flags(self, boxes: np.ndarray, leaked: np.ndarray) -> int:
+        """Count faces with known leak flags; return how many leaked."""
+        leaked = np.asarray(leaked, np.bool_)
         for name, leak in zip(bucket_of(boxes), leaked):
             self.faces[name] += 1
             self.leaks[name] += int(leak)

@@ -16,7 +16,7 @@ def test_tiles_cover_the_frame_and_overlap_by_the_requested_pixels(size: tuple) 
     width, height = size
     tiles = tile_grid(width, height, 640, 384, 64)
     tile_w, tile_h = tiles[0].width, tiles[0].height
-    assert tile_w <= 640 and tile_h <= 384
+    assert tile_w == min(640, width) and tile_h <= 384
     covered = np.zeros((height, width), np.bool_)
     for tile in tiles:
         assert 0 <= tile.x0 < tile.x1 <= width and 0 <= tile.y0 < tile.y1 <= height
@@ -68,7 +68,7 @@ def test_keyframes_alternate_full_and_coarse_passes() -> None:
 
 
 def test_a_face_cut_by_a_tile_border_is_merged_into_one_whole_box() -> None:
-    """The cut half (even with the higher score) and the whole face become one box covering both."""
+    """The cut half (even with the higher score) and the whole face become one whole box."""
     whole = Detections(np.array([[100, 100, 130, 132]]), np.array([0.8]))
     cut = Detections(np.array([[100, 101, 112, 131]]), np.array([0.9]))
     neighbour = Detections(np.array([[134, 100, 164, 130]]), np.array([0.7]))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Tuple
 
 from av_privacy_ros.masker import AVPrivacyMasker
-from av_privacy_ros.scale_policy import intersection_over_smaller, tile_grid
+from av_privacy_ros.scale_policy import intersection_over_smaller, ScaledDetection
 import highres_frames as frames_mod
 import numpy as np
 import pytest
@@ -49,7 +49,7 @@ def crowd(patches: List[frames_mod.FacePatch], width: int, height: int, scrfd: A
     """Return a frame with 40 faces 8-60 px wide (a third on tile borders) and their boxes."""
     rng = np.random.default_rng(seed)
     det_w, det_h = scrfd.input_size_for(width, height)
-    grid = tile_grid(width, height, det_w, det_h, 64)
+    grid = ScaledDetection().grid_for(width, height, (det_w, det_h))
     faces = frames_mod.layout(width, height, len(patches), list(rng.uniform(8.0, 60.0, 40)),
                               sorted({t.x1 - 32 for t in grid if t.x1 < width}),
                               sorted({t.y1 - 32 for t in grid if t.y1 < height}), seed=seed)
@@ -89,7 +89,7 @@ def test_faces_on_tile_borders_are_found_whole_and_once(
     """A face cut by a tile border is masked whole and yields one box, not one per tile."""
     width, height = size
     det_w, det_h = scrfd.input_size_for(width, height)
-    grid = tile_grid(width, height, det_w, det_h, 64)
+    grid = ScaledDetection().grid_for(width, height, (det_w, det_h))
     edges_x = sorted({t.x1 for t in grid if t.x1 < width})
     edges_y = sorted({t.y1 for t in grid if t.y1 < height})
     faces = [frames_mod.PlacedFace(k % len(patches), 24.0 + 6 * (k % 5), x, 120.0 + 150 * k)
