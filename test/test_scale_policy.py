@@ -112,3 +112,15 @@ def test_parameter_table_defaults_to_auto_and_reaches_the_masker_arguments() -> 
         ('fixed', 96, 2)
     assert params.validate('detector.scale_policy', 'zoom') is not None
     assert params.validate('detector.tiles_per_frame', 0) is not None
+
+
+def test_auto_scans_the_most_changed_tile_unless_another_is_due() -> None:
+    """A changed tile is scanned at once; a tile unscanned for as many frames as tiles is due."""
+    scaled = ScaledDetection('auto')
+    count = len(scaled.plan(1920, 1080, (640, 384)).grid)
+    change = [0.0] * count
+    change[5] = 80.0
+    for _frame in range(1, count):
+        assert scaled.plan(1920, 1080, (640, 384), change).tiles == [5]
+    assert scaled.plan(1920, 1080, (640, 384), change).tiles == [0]
+    assert scaled.plan(1920, 1080, (640, 384), change).tiles == [1]

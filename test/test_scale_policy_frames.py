@@ -141,3 +141,25 @@ def test_vga_frames_cost_one_detector_pass_as_before(scrfd: Any, t1_vga: np.ndar
         result = masker.process(t1_vga)
     assert recorder.calls == [(640, 480)] * 3
     assert len(result.detections) == 6
+
+
+def test_a_small_face_appearing_later_is_masked_in_the_frame_it_appears(
+        scrfd: Any, patches: List[frames_mod.FacePatch]) -> None:
+    """After the first full scan, the tile where a face walks in is scanned in that frame."""
+    width, height = 1920, 1080
+    grid = ScaledDetection().grid_for(width, height, scrfd.input_size_for(width, height))
+    base = frames_mod.background(width, height, 4)
+    tile = grid[len(grid) // 2 + 1]
+    newcomer = [frames_mod.PlacedFace(0, 18.0, (tile.x0 + tile.x1) / 2.0,
+                                      (tile.y0 + tile.y1) / 2.0, first_frame=3)]
+    full = AVPrivacyMasker(detector=scrfd, seed=0, conf_thresh=0.3, scale_policy='full')
+    frame, truth = frames_mod.render(base, patches, newcomer, 3)
+    assert frames_mod.LeakCounter().add(full.process(frame).mask, truth) == 0  # detectable
+    fixed = AVPrivacyMasker(detector=scrfd, seed=0, conf_thresh=0.3, scale_policy='fixed')
+    assert frames_mod.LeakCounter().add(fixed.process(frame).mask, truth) == 1
+    masker = AVPrivacyMasker(detector=scrfd, seed=0, conf_thresh=0.3)
+    for index in range(5):
+        frame, truth = frames_mod.render(base, patches, newcomer, index)
+        result = masker.process(frame)
+        assert frames_mod.LeakCounter().add(result.mask, truth) == 0, 'frame %d' % index
+    assert len(truth) == 1
