@@ -55,6 +55,7 @@ DETECTOR_STRIDE = 32  # input sides of SCRFD and CenterFace are multiples of the
 MERGE_OVERLAP = 0.5  # boxes whose intersection covers half the smaller box are one face
 CARRY_GROWTH_PER_FACE = 0.5  # a carried face moves at most half its size per frame
 CHANGE_SCALE = 4  # tile changes are measured on the frame at a quarter of its size
+CHANGE_LEVEL = 16  # grey levels: above the noise of a smoothed quarter-size frame
 
 
 @dataclass(frozen=True)
@@ -353,6 +354,7 @@ class ScaledDetection:
         self._carried: Dict[int, Tuple[np.ndarray, np.ndarray, int]] = {}
         self._scanned_at: Dict[int, int] = {}
         self._scanned_view: Dict[int, np.ndarray] = {}
+        self._known_boxes = np.zeros((0, 4), np.float32)
 
     def grid_for(self, width: int, height: int, det_size: Tuple[int, int]) -> List[Tile]:
         """Return the native-resolution tiles of a frame for this detector input size."""
@@ -406,18 +408,36 @@ class ScaledDetection:
         return FramePlan(coarse=True, full=False, tiles=tiles, grid=grid)
 
     def _change(self, view: np.ndarray, grid: Sequence[Tile]) -> Optional[List[float]]:
-        """Return per tile the largest grey-level change since its last scan (None at first)."""
+        """
+        Return per tile how much of it changed since its last scan (None before all are).
+
+        The count of quarter-size grey pixels that moved by more than ``CHANGE_LEVEL`` outside
+        the boxes of the faces known in the previous frame: a face that appears changes a patch
+        of its size, a known face moving inside its box and sensor noise change nothing.
+        """
         if self.policy != 'auto' or len(self._scanned_view) < len(grid) or \
                 self._grid_key is None or self._grid_key[4] != len(grid):
             return None
-        now = [_tile_view(view, tile) for tile in grid]
-        return [float(np.abs(current - self._scanned_view[index]).max()) if current.size else 0.0
-                for index, current in enumerate(now)]
+        changed = np.zeros(view.shape, np.bool_)
+        for index, tile in enumerate(grid):
+            before = self._scanned_view[index]
+            rows = slice(tile.y0 // CHANGE_SCALE, tile.y0 // CHANGE_SCALE + before.shape[0])
+            cols = slice(tile.x0 // CHANGE_SCALE, tile.x0 // CHANGE_SCALE + before.shape[1])
+            if view[rows, cols].shape != before.shape:
+                return None
+            changed[rows, cols] |= np.abs(view[rows, cols] - before) > CHANGE_LEVEL
+        # Changes inside the boxes of known faces are those faces moving, not new faces.
+        for x1, y1, x2, y2 in self._known_boxes:
+            changed[max(0, int(y1) // CHANGE_SCALE - 1):int(y2) // CHANGE_SCALE + 2,
+                    max(0, int(x1) // CHANGE_SCALE - 1):int(x2) // CHANGE_SCALE + 2] = False
+        return [float(np.count_nonzero(_tile_view(changed, tile))) for tile in grid]
 
     def detect(self, detector: Any, bgr: np.ndarray, conf_thresh: float,
                grow_px_per_frame: float = 6.0) -> Detections:
         """Return the faces in ``bgr``: the passes of this frame's plan, merged, plus carried."""
         height, width = bgr.shape[:2]
+        if not callable(getattr(detector, 'input_size_for', None)):
+            return detector.detect(bgr, conf_thresh)  # its input size is its own business
         det_size = tuple(detector.input_size_for(width, height))
         view = None
         change = None
@@ -446,20 +466,34 @@ class ScaledDetection:
             self._carried[index] = (found.boxes, found.scores, frame)
             if view is not None:
                 self._scanned_view[index] = _tile_view(view, plan.grid[index])
-        return self._with_carried(merge_detections(parts), set(plan.tiles), frame,
-                                  grow_px_per_frame, width, height)
+        found = self._with_carried(merge_detections(parts), set(plan.tiles), frame,
+                                   grow_px_per_frame, width, height)
+        self._known_boxes = found.boxes
+        return found
 
     def _with_carried(self, merged: Detections, scanned: set, frame: int,
                       grow_px_per_frame: float, width: int, height: int) -> Detections:
-        """Append the grown boxes of faces found in tiles that were not scanned this frame."""
-        boxes = [merged.boxes]
-        scores = [merged.scores]
+        """
+        Add the grown boxes of faces found in tiles that were not scanned this frame.
+
+        A carried face detected again this frame where it was (its box at the last scan covers
+        half of a fresh box or is half covered by it) is not added twice; carried boxes of one
+        face seen by two overlapping tiles are merged.
+        """
+        kept_boxes, kept_scores = [], []
         for index, (tile_boxes, tile_scores, seen) in self._carried.items():
             if index in scanned or len(tile_boxes) == 0:
                 continue
-            boxes.append(grow_carried(tile_boxes, frame - seen, grow_px_per_frame, width,
-                                      height))
-            scores.append(tile_scores)
-        if len(boxes) == 1:
+            if len(merged):
+                overlap = intersection_over_smaller(np.vstack([tile_boxes, merged.boxes]))
+                again = (overlap[:len(tile_boxes), len(tile_boxes):] >= MERGE_OVERLAP).any(1)
+            else:
+                again = np.zeros(len(tile_boxes), np.bool_)
+            kept_boxes.append(grow_carried(tile_boxes[~again], frame - seen, grow_px_per_frame,
+                                           width, height))
+            kept_scores.append(tile_scores[~again])
+        carried = merge_detections([Detections(b, s) for b, s in zip(kept_boxes, kept_scores)])
+        if len(carried) == 0:
             return merged
-        return Detections(np.concatenate(boxes), np.concatenate(scores), None)
+        return Detections(np.concatenate([merged.boxes, carried.boxes]),
+                          np.concatenate([merged.scores, carried.scores]), None)
