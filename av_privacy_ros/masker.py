@@ -222,9 +222,17 @@ class AVPrivacyMasker:
 
     # -- seed API ---------------------------------------------------------------------------
     def detect(self, bgr: np.ndarray) -> Detections:
-        """Return the faces in a BGR image at the current confidence threshold."""
+        """
+        Return the faces in a BGR image at the current confidence threshold.
+
+        One image, no stream state: under scale_policy auto every tile is scanned.
+        """
         check_bgr(bgr)
-        return self.detector.detect(np.ascontiguousarray(bgr), float(self.conf_thresh))
+        scaled = self.scaled_detection
+        single = ScaledDetection({'auto': 'tiles', 'keyframes': 'full'}.get(scaled.policy,
+                                                                             scaled.policy),
+                                 scaled.tile_overlap, scaled.tiles_per_frame)
+        return single.detect(self.detector, np.ascontiguousarray(bgr), float(self.conf_thresh))
 
     def detect_faces(self, bgr: np.ndarray) -> np.ndarray:
         """Return the N×4 float32 face boxes (x1, y1, x2, y2) of a BGR image."""

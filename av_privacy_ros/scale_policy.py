@@ -367,10 +367,10 @@ class ScaledDetection:
         """
         Return (and advance to) what the detector runs on for the next frame of this size.
 
-        ``auto`` picks the tiles of this frame: a tile not scanned for as many frames as there
-        are tiles is due (oldest first); otherwise the tile whose content ``change``d most
-        since its last scan (a face walking in or turning to the camera), the oldest on ties.
-        Without ``change`` the tiles come in turn.
+        ``auto`` picks the tiles of this frame: a tile not scanned for a whole round (tiles /
+        tiles_per_frame frames) is due (oldest first); otherwise the tile with the largest
+        ``change`` since its last scan (a face walking in or turning to the camera), the oldest
+        on ties. Without ``change`` the tiles come in turn.
         """
         frame = self._frame_index
         self._frame_index += 1
@@ -394,10 +394,11 @@ class ScaledDetection:
             tiles = everything
         else:
             tiles = []
+            round_frames = int(math.ceil(len(grid) / float(self.tiles_per_frame)))
             for _pick in range(min(self.tiles_per_frame, len(grid))):
                 left = [index for index in everything if index not in tiles]
                 age = {index: frame - self._scanned_at[index] for index in left}
-                due = [index for index in left if age[index] >= len(grid)]
+                due = [index for index in left if age[index] >= round_frames]
                 if due or change is None:
                     tiles.append(max(due or left, key=lambda index: (age[index], -index)))
                 else:

@@ -94,6 +94,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument('--frames', type=int, default=24, help='frames per frame size')
     parser.add_argument('--seed', type=int, default=3)
+    parser.add_argument('--sizes', default=','.join('%dx%d' % size for size in SIZES),
+                        help='frame sizes, e.g. 1280x720,1920x1080')
     args = parser.parse_args()
     detector, warnings = create_detector('auto', providers=['cpu'])
     for message in warnings:
@@ -106,7 +108,8 @@ def main() -> int:
     print('| frame | option | tiles | <20 px leaked | 20-50 px | >50 px | <20 px beyond full | '
           '20-50 px beyond full | cost median | p95 | max |')
     print('|---|---|---|---|---|---|---|---|---|---|---|')
-    for width, height in SIZES:
+    sizes = [tuple(int(v) for v in text.split('x')) for text in args.sizes.split(',')]
+    for width, height in sizes:
         results = run_size(detector, patches, width, height, args.frames, args.seed)
         baseline = float(np.median(results[OPTIONS[0][0]]['times']))
         for name, _policy, _per_frame, _interval in OPTIONS:
