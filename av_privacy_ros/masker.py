@@ -229,9 +229,8 @@ class AVPrivacyMasker:
         """
         check_bgr(bgr)
         scaled = self.scaled_detection
-        single = ScaledDetection({'auto': 'tiles', 'keyframes': 'full'}.get(scaled.policy,
-                                                                             scaled.policy),
-                                 scaled.tile_overlap, scaled.tiles_per_frame)
+        policy = {'auto': 'tiles', 'keyframes': 'full'}.get(scaled.policy, scaled.policy)
+        single = ScaledDetection(policy, scaled.tile_overlap, scaled.tiles_per_frame)
         return single.detect(self.detector, np.ascontiguousarray(bgr), float(self.conf_thresh))
 
     def detect_faces(self, bgr: np.ndarray) -> np.ndarray:
