@@ -222,16 +222,9 @@ class AVPrivacyMasker:
 
     # -- seed API ---------------------------------------------------------------------------
     def detect(self, bgr: np.ndarray) -> Detections:
-        """
-        Return the faces in a BGR image at the current confidence threshold.
-
-        One image, no stream state: under scale_policy auto every tile is scanned.
-        """
+        """Return the faces in a BGR image at the current confidence threshold."""
         check_bgr(bgr)
-        scaled = self.scaled_detection
-        policy = {'auto': 'tiles', 'keyframes': 'full'}.get(scaled.policy, scaled.policy)
-        single = ScaledDetection(policy, scaled.tile_overlap, scaled.tiles_per_frame)
-        return single.detect(self.detector, np.ascontiguousarray(bgr), float(self.conf_thresh))
+        return self.detector.detect(np.ascontiguousarray(bgr), float(self.conf_thresh))
 
     def detect_faces(self, bgr: np.ndarray) -> np.ndarray:
         """Return the N×4 float32 face boxes (x1, y1, x2, y2) of a BGR image."""
