@@ -191,8 +191,9 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               'Frames larger than the detector input: auto adds native-resolution tiles '
               '(tiles_per_frame each frame: the most changed, or one unscanned for a full round; '
               'all on the first frame; a face found in a tile stays masked until its tile is '
-              'scanned again) to the scaled pass, finding faces under 20 px at under twice the '
-              'cost of the scaled pass; tiles scans every tile each '
+              'scanned again) to the scaled pass in one detector call, finding faces under 20 px '
+              'at about twice the cost of the scaled pass (the first frame scans all tiles once); '
+              'tiles scans every tile each '
               'frame (most private, cost grows with the frame area); full detects on the whole '
               'frame at native size; fixed only scales the frame to the detector input (fastest, '
               'misses small faces). Frames not larger than the input cost the same under all.',
