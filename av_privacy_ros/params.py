@@ -203,8 +203,8 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               'one tile; larger ones are found by the scaled pass.', min_value=0,
               max_value=1024, read_only=True),
     ParamSpec('detector.tiles_per_frame', 1,
-              'scale_policy auto: native-resolution tiles scanned per frame (each about as costly '
-              'as the scaled pass). More tiles revisit each face sooner, at a higher cost.',
+              'scale_policy auto: native-resolution tiles scanned per frame (each costs about two '
+              'thirds of the scaled pass). More tiles revisit each face sooner, at a higher cost.',
               min_value=1, max_value=64, read_only=True),
 )
 
