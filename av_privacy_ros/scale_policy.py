@@ -448,8 +448,8 @@ class ScaledDetection:
         plan = self.plan(width, height, det_size, change)  # type: ignore[arg-type]
         frame = self._frame_index - 1
         self.last_plan = plan
-        if plan.coarse and not plan.tiles:
-            return detector.detect(bgr, conf_thresh)
+        if (plan.coarse and not plan.tiles) or (plan.full and _static_input(detector)):
+            return detector.detect(bgr, conf_thresh)  # a static-size model has one input size
         if plan.full:
             return detect_at(detector, bgr, conf_thresh,
                              (_round_up(width), _round_up(height)))
