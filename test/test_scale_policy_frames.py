@@ -163,4 +163,3 @@ def test_a_small_face_appearing_later_is_masked_in_the_frame_it_appears(
         result = masker.process(frame)
         assert frames_mod.LeakCounter().add(result.mask, truth) == 0, 'frame %d' % index
     assert len(truth) == 1
-
