@@ -221,9 +221,10 @@ class ScrfdDetector:
             return tuple(static)  # type: ignore[return-value]
         return self.det_size or auto_det_size(width, height)
 
-    def detect(self, bgr: np.ndarray, conf_thresh: float) -> Detections:
-        """Return the faces in ``bgr`` with a score of at least ``conf_thresh``."""
-        size = self.input_size_for(bgr.shape[1], bgr.shape[0])
+    def detect(self, bgr: np.ndarray, conf_thresh: float,
+               input_size: Optional[Tuple[int, int]] = None) -> Detections:
+        """Return the faces in ``bgr`` scoring ``conf_thresh`` or more (at ``input_size``)."""
+        size = input_size or self.input_size_for(bgr.shape[1], bgr.shape[0])
         with self._lock:
             det, kps = self._model.detect(bgr, input_size=size, det_thresh=float(conf_thresh))
         if det is None or len(det) == 0:
@@ -294,9 +295,10 @@ class CenterFaceDetector:
         """Return the detector input size used for a frame of this size."""
         return self.det_size or auto_det_size(width, height)
 
-    def detect(self, bgr: np.ndarray, conf_thresh: float) -> Detections:
-        """Return the faces in ``bgr`` with a score of at least ``conf_thresh``."""
-        size = self.input_size_for(bgr.shape[1], bgr.shape[0])
+    def detect(self, bgr: np.ndarray, conf_thresh: float,
+               input_size: Optional[Tuple[int, int]] = None) -> Detections:
+        """Return the faces in ``bgr`` scoring ``conf_thresh`` or more (at ``input_size``)."""
+        size = input_size or self.input_size_for(bgr.shape[1], bgr.shape[0])
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         with self._lock:
             self._model.in_shape = size

@@ -28,6 +28,8 @@ from .anonymize import (anchored_grid, anonymize_depth, DEFAULT_CELLS_ACROSS,
 from .checks import check_bgr, check_boxes, check_depth
 from .detection import create_detector, Detections, device_providers, FaceDetector
 from .masks import build_depth_mask, build_mask_from_boxes, face_regions
+from .scale_policy import (DEFAULT_SCALE_POLICY, DEFAULT_TILE_OVERLAP, DEFAULT_TILES_PER_FRAME,
+                           ScaledDetection)
 from .tracking import (DEFAULT_GROW_PX_PER_FRAME, DEFAULT_HOLD_FRAMES, face_depths,
                        FaceTracker, grow_px_from_speed, TrackedFace)
 
@@ -103,7 +105,10 @@ class AVPrivacyMasker:
                  grow_px_per_frame: float = DEFAULT_GROW_PX_PER_FRAME,
                  cells_across: int = DEFAULT_CELLS_ACROSS, epsilon: float = DEFAULT_EPSILON,
                  dp_pixels: int = DEFAULT_DP_PIXELS, walking_speed: float = 0.0,
-                 frame_rate: float = 30.0, focal_px: float = 0.0) -> None:
+                 frame_rate: float = 30.0, focal_px: float = 0.0,
+                 scale_policy: str = DEFAULT_SCALE_POLICY,
+                 tile_overlap: int = DEFAULT_TILE_OVERLAP,
+                 tiles_per_frame: int = DEFAULT_TILES_PER_FRAME) -> None:
         """
         Create the detector (or use the injected ``detector``) and set the parameters.
 
@@ -119,7 +124,13 @@ class AVPrivacyMasker:
         ``cells_across`` cells across (0: fixed ``anon_block`` cells); the grid follows each
         tracked face and its noise stays fixed while the face is tracked. ``noise_mode``
         ``'laplace'`` uses Laplace noise calibrated by ``epsilon`` and ``dp_pixels``.
+
+        Detection scale (see scale_policy): ``scale_policy`` ``'auto'`` adds native-resolution
+        tiles (``tiles_per_frame`` per frame, overlapping by ``tile_overlap`` pixels) to the
+        detector pass on frames larger than the detector input; ``'fixed'`` does not.
         """
+        # Per stream (rotation, carried faces); the detector itself may be shared.
+        self.scaled_detection = ScaledDetection(scale_policy, tile_overlap, tiles_per_frame)
         self.verbose = verbose
         self.warnings: List[str] = []
         if detector is None:
@@ -197,6 +208,7 @@ class AVPrivacyMasker:
         with self._track_lock:
             self.tracker.reset()
             self.noise_tables.clear()
+            self.scaled_detection.reset()
 
     @property
     def backend(self) -> str:
@@ -277,7 +289,9 @@ class AVPrivacyMasker:
         times = dict.fromkeys(STAGES, 0.0)
         start = time.perf_counter()
         try:
-            detections = self.detector.detect(bgr, float(self.conf_thresh))
+            detections = self.scaled_detection.detect(self.detector, bgr,
+                                                      float(self.conf_thresh),
+                                                      float(self.grow_px_per_frame))
             t_detect = time.perf_counter()
             tracks = self._track(detections, bgr.shape[:2], depth)
             mask_boxes = (np.stack([t.box for t in tracks]).astype(np.float32) if tracks

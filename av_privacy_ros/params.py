@@ -209,6 +209,27 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               choices=('best_effort', 'reliable'), read_only=True),
     ParamSpec('qos.output_depth', 5, 'History depth of the output publishers.',
               min_value=1, max_value=1000, read_only=True),
+    # Detection scale (av_privacy_ros/scale_policy.py): small faces in frames larger than the
+    # detector input.
+    ParamSpec('detector.scale_policy', 'auto',
+              'Frames larger than the detector input: auto adds native-resolution tiles '
+              '(tiles_per_frame each frame: the most changed, or one unscanned for a full round; '
+              'all on the first frame; a face found in a tile stays masked until its tile is '
+              'scanned again) to the scaled pass in one detector call, finding faces under 20 px '
+              'at about twice the cost of the scaled pass (the first frame scans all tiles once); '
+              'tiles scans every tile each '
+              'frame (most private, cost grows with the frame area); full detects on the whole '
+              'frame at native size; fixed only scales the frame to the detector input (fastest, '
+              'misses small faces). Frames not larger than the input cost the same under all.',
+              choices=('auto', 'tiles', 'full', 'fixed'), read_only=True),
+    ParamSpec('detector.tile_overlap', 64,
+              'Pixels shared by neighbouring tiles: faces up to this size are found whole inside '
+              'one tile; larger ones are found by the scaled pass.', min_value=0,
+              max_value=1024, read_only=True),
+    ParamSpec('detector.tiles_per_frame', 1,
+              'scale_policy auto: native-resolution tiles scanned per frame (each costs about two '
+              'thirds of the scaled pass). More tiles revisit each face sooner, at a higher cost.',
+              min_value=1, max_value=64, read_only=True),
 )
 
 PARAMETERS_BY_NAME: Dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
@@ -431,6 +452,9 @@ def masker_kwargs(values: Mapping[str, Any]) -> Dict[str, Any]:
         'enable_depth_anon': bool(values['depth.enable_noise']),
         'depth_noise_std': float(values['depth.noise_std']),
         'seed': None if seed < 0 else seed,
+        'scale_policy': values['detector.scale_policy'],
+        'tile_overlap': int(values['detector.tile_overlap']),
+        'tiles_per_frame': int(values['detector.tiles_per_frame']),
     }
 
 

@@ -134,7 +134,9 @@ def test_growth_from_walking_speed_and_depth(scrfd, t1_full):
 
 def test_reset_and_single_images(scrfd, t1_full):
     """Unrelated images: held faces carry over until reset_tracking() or a new frame size."""
-    masker = AVPrivacyMasker(detector=scrfd, seed=0)
+    # The tracker's hold alone: scale_policy auto would also carry faces found in its tiles
+    # (as detections; see test_scale_policy_frames.py).
+    masker = AVPrivacyMasker(detector=scrfd, seed=0, scale_policy='fixed')
     blank = np.full_like(t1_full, 128)
     masker.process(t1_full)
     carried = masker.process(blank)
