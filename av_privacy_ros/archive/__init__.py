@@ -1,0 +1,1 @@
+"""Anonymize whole bag archives on a Ray cluster."""
