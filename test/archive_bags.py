@@ -114,3 +114,12 @@ def read_topics(path: Path) -> Dict[str, List[Any]]:
         for conn, timestamp, raw in reader.messages():
             topics[conn.topic].append((timestamp, bytes(raw)))
     return topics
+
+
+def chatter_texts(path: Path) -> List[Any]:
+    """Return (receive ns, text) of every chatter message, decoded (ROS 1 or rosbag2)."""
+    from rosbags.highlevel import AnyReader
+    with AnyReader([path]) as reader:
+        conns = [c for c in reader.connections if c.topic == CHATTER_TOPIC]
+        return [(timestamp, reader.deserialize(raw, conn.msgtype).data)
+                for conn, timestamp, raw in reader.messages(connections=conns)]

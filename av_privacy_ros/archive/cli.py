@@ -6,10 +6,10 @@ import argparse
 import sys
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-from .. import params as params_mod
-from ..bag import DEFAULT_BACKWARD_FRAMES, DEFAULT_JPEG_QUALITY
 from .manifest import MANIFEST_NAME
 from .runner import run_archive
+from .. import params as params_mod
+from ..bag import DEFAULT_BACKWARD_FRAMES, DEFAULT_JPEG_QUALITY
 
 
 def parse_param(text: str) -> Tuple[str, Any]:

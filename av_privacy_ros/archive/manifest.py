@@ -26,7 +26,7 @@ FAILED = 'failed'
 class ManifestRecord:
     """What the manifest says about one bag."""
 
-    input: str
+    input_path: str
     """Input path relative to the input folder."""
     size: int
     mtime_ns: int
@@ -51,7 +51,7 @@ class ManifestRecord:
             record = cls(**{k: v for k, v in data.items() if k in known})
         except (ValueError, TypeError):
             return None
-        if not isinstance(record.input, str) or record.status not in (DONE, FAILED):
+        if not isinstance(record.input_path, str) or record.status not in (DONE, FAILED):
             return None
         return record
 
@@ -85,7 +85,7 @@ class Manifest:
                 for line in stream:
                     record = ManifestRecord.from_json(line) if line.strip() else None
                     if record is not None:
-                        self.records[record.input] = record
+                        self.records[record.input_path] = record
 
     def get(self, bag: BagInput) -> Optional[ManifestRecord]:
         """Return the latest record of ``bag``, or None."""
@@ -106,7 +106,7 @@ class Manifest:
 
     def append(self, record: ManifestRecord) -> None:
         """Record a finished bag: append its line and push it to the disk."""
-        self.records[record.input] = record
+        self.records[record.input_path] = record
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, 'a', encoding='utf-8')

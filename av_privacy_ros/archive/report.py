@@ -12,7 +12,7 @@ from .manifest import DONE, ManifestRecord
 class BagOutcome:
     """How one bag ended in this run."""
 
-    input: str
+    input_path: str
     ok: bool
     frames: int
     faces: int
@@ -25,7 +25,7 @@ class BagOutcome:
     def from_record(cls, record: ManifestRecord, busy_s: float) -> 'BagOutcome':
         """Build the outcome from the manifest record just written."""
         summary = record.summary or {}
-        return cls(input=record.input, ok=record.status == DONE,
+        return cls(input_path=record.input_path, ok=record.status == DONE,
                    frames=int(summary.get('frames_anonymized', 0)),
                    faces=int(summary.get('faces_found', 0)), worker=record.worker,
                    busy_s=busy_s, attempts=record.attempts, error=record.error)
@@ -113,5 +113,5 @@ class ArchiveReport:
                                                            row['frames'], row['busy_s'],
                                                            row['fps']))
         for outcome in self.failed:
-            rows.append('FAILED %s: %s' % (outcome.input, outcome.error))
+            rows.append('FAILED %s: %s' % (outcome.input_path, outcome.error))
         return rows

@@ -154,7 +154,7 @@ class Scheduler:
         if not result['ok'] and job.attempts > 1:
             error = '%s (after %d attempts)' % (error, job.attempts)
         record = ManifestRecord(
-            input=job.bag.relative, size=job.bag.size, mtime_ns=job.bag.mtime_ns,
+            input_path=job.bag.relative, size=job.bag.size, mtime_ns=job.bag.mtime_ns,
             status=DONE if result['ok'] else FAILED,
             output=job.bag.output_relative(), summary=dict(result.get('summary', {})),
             error=error, attempts=job.attempts, worker=str(result.get('worker', '')),
@@ -167,4 +167,3 @@ class Scheduler:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return '%s: %s' % (type(exc).__name__, text[0] if text else '')
-
