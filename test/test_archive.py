@@ -11,6 +11,9 @@ import hashlib
 import os
 from pathlib import Path
 import shutil
+import subprocess
+import sys
+import time
 from typing import Dict, Iterator, List, Tuple
 
 import archive_bags as bags
@@ -76,6 +79,44 @@ def _assert_same_as_reference(out: Path, ref: Path, layout: Dict[str, str]) -> N
         assert sorted(got) == sorted(want), dst
         for topic in want:
             assert got[topic] == want[topic], '%s %s differs from anonymize_bag' % (dst, topic)
+
+
+def _raylet_pids() -> List[int]:
+    pids = []
+    for entry in Path('/proc').iterdir():
+        try:
+            if entry.name.isdigit() and (entry / 'comm').read_text().strip() == 'raylet':
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_command_line_starts_and_stops_its_own_local_cluster(
+        tmp_path: Path, archive: Tuple[Path, Dict[str, str]]) -> None:
+    # First in this file: no Ray cluster of the other tests is running yet.
+    root, layout = archive
+    before = set(_raylet_pids())
+    env = {k: v for k, v in os.environ.items() if k != 'RAY_ADDRESS'}
+    params: List[str] = []
+    for name, value in bags.detector_params().items():
+        params += ['-p', '%s=%s' % (name, value if not isinstance(value, list)
+                                    else '[%s]' % ','.join(value))]
+    run = subprocess.run([sys.executable, '-m', 'av_privacy_ros.archive.cli', str(root),
+                          str(tmp_path / 'out'), '--num-workers', '2'] + params,
+                         env=env, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert 'done: 3' in run.stdout and 'frames anonymized: %d' % (3 * FRAMES) in run.stdout
+    assert 'bags' in run.stderr and 'frames' in run.stderr, 'no progress bars'
+    for dst in layout.values():
+        assert len(bags.read_topics(tmp_path / 'out' / dst)[bags.IMAGE_TOPIC]) == FRAMES
+    # The local cluster is gone with the command (raylet exits as its driver ends).
+    for _ in range(100):
+        left = set(_raylet_pids()) - before
+        if not left:
+            break
+        time.sleep(0.1)
+    assert not left, 'raylet processes left behind: %s' % sorted(left)
 
 
 def test_archive_equals_anonymize_bag_per_bag(ray_cluster: None, tmp_path: Path,
@@ -193,6 +234,19 @@ def test_cli_reports_a_bag_that_keeps_failing_and_exits_non_zero(
     assert record.error in captured.out
     assert Manifest(out).records['good/run'].status == 'done'
     assert not (out / 'broken').exists()
+
+
+def test_cli_says_when_the_workers_cannot_build_the_detector(
+        ray_cluster: None, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        archive: Tuple[Path, Dict[str, str]]) -> None:
+    root, _ = archive
+    missing = tmp_path / 'no_such_model.onnx'
+    status = main([str(root), str(tmp_path / 'out'), '--no-progress', '-p',
+                   'detector.backend=scrfd', '-p', 'detector.model_path=%s' % missing])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert 'cannot build the face detector' in err and str(missing) in err
+    assert not (tmp_path / 'out' / 'site_a').exists()
 
 
 def test_output_inside_input_is_refused(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 import socket
 import time
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 PROGRESS_PERIOD_S = 0.5
 """A worker tells the board how far it got at most this often (plus at the end of a bag)."""
@@ -75,22 +75,30 @@ class BagWorker:
         from ..detection import create_detector
         cv2.setNumThreads(max(1, int(threads)))
         self.params = dict(params)
-        values = params_mod.resolve(self.params)
-        kwargs = params_mod.masker_kwargs(values)
-        self.detector, self.warnings = create_detector(
-            backend=kwargs['backend'], model_path=kwargs['model_path'],
-            providers=kwargs['providers'], det_size=kwargs['det_size'],
-            trt_fp16=kwargs['trt_fp16'], trt_cache_dir=kwargs['trt_cache_dir'],
-            allow_download=kwargs['allow_download'], threads=int(threads))
         self.threads = int(threads)
         self.crash_once = crash_once
         self.name = '%s:%d' % (socket.gethostname(), os.getpid())
+        self.detector: Any = None
+        self.warnings: List[str] = []
+        self.start_error = ''
+        try:
+            kwargs = params_mod.masker_kwargs(params_mod.resolve(self.params))
+            self.detector, self.warnings = create_detector(
+                backend=kwargs['backend'], model_path=kwargs['model_path'],
+                providers=kwargs['providers'], det_size=kwargs['det_size'],
+                trt_fp16=kwargs['trt_fp16'], trt_cache_dir=kwargs['trt_cache_dir'],
+                allow_download=kwargs['allow_download'], threads=self.threads)
+        except (ValueError, RuntimeError) as exc:
+            # Told to the driver by describe(): one clear line instead of a dead actor.
+            self.start_error = str(exc)
 
     def describe(self) -> Dict[str, Any]:
-        """Return who this worker is: host:pid, pid, detector and provider, warnings."""
-        return {'name': self.name, 'pid': os.getpid(),
-                'detector': '%s on %s' % (self.detector.backend, self.detector.provider),
-                'threads': self.threads, 'warnings': list(self.warnings)}
+        """Return who this worker is: host:pid, pid, detector, warnings, start error."""
+        detector = ('%s on %s' % (self.detector.backend, self.detector.provider)
+                    if self.detector is not None else '')
+        return {'name': self.name, 'pid': os.getpid(), 'detector': detector,
+                'threads': self.threads, 'warnings': list(self.warnings),
+                'error': self.start_error}
 
     def anonymize(self, input_path: str, output_path: str, relative: str,
                   bag_options: Mapping[str, Any], force: bool, board: Any = None

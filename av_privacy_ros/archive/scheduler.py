@@ -23,6 +23,7 @@ from .manifest import DONE, FAILED, Manifest, ManifestRecord
 from .report import ArchiveReport, BagOutcome
 
 POLL_S = 0.5
+STOP_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -85,9 +86,23 @@ class Scheduler:
                     frames_done, frames_total = ray.get(board.totals.remote())
                     self.progress.update(self.report.finished, frames_done, frames_total)
         finally:
-            for slot in self.slots:
-                ray.kill(slot.actor)
+            self._stop_workers()
             ray.kill(board)
+
+    def _stop_workers(self) -> None:
+        """Kill every worker; remove the staging folders of bags cut short (an interrupt)."""
+        ray = ray_module()
+        for slot in self.slots:
+            ray.kill(slot.actor)
+        running = [slot for slot in self.slots if slot.job is not None]
+        if running:
+            # A killed worker's call ends with an error; wait for that before removing its
+            # staging folder, so that nothing writes into it any more.
+            ray.wait([slot.ref for slot in running], num_returns=len(running),
+                     timeout=STOP_TIMEOUT_S)
+            for slot in running:
+                assert slot.job is not None
+                self._remove_staging(slot.job, slot.pid)
 
     # workers -------------------------------------------------------------------------------
     def _start_worker(self) -> _Slot:
@@ -121,6 +136,9 @@ class Scheduler:
                 except ray.exceptions.RayError as exc:
                     # The detector could not be built: every worker would fail alike.
                     raise RuntimeError('a worker could not start: %s' % _one_line(exc)) from exc
+                if info.get('error'):
+                    raise ValueError('the workers cannot build the face detector: %s'
+                                     % info['error'])
                 slot.pid, slot.name = int(info['pid']), str(info['name'])
                 self.report.note_worker(info)
                 return
