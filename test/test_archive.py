@@ -219,6 +219,10 @@ def test_cli_reports_a_bag_that_keeps_failing_and_exits_non_zero(
     shutil.copytree(source / 'site_a' / 'day1' / 'run_mcap', root / 'good' / 'run')
     (root / 'broken.bag').write_bytes(b'#ROSBAG V2.0\n' + os.urandom(4096))
     out = tmp_path / 'anonymized'
+    # An output folder the user made, not written by this archive: it must stay as it is.
+    shutil.copytree(source / 'site_a' / 'day1' / 'run_mcap', root / 'mine' / 'run')
+    (out / 'mine' / 'run').mkdir(parents=True)
+    (out / 'mine' / 'run' / 'notes.txt').write_text('keep me')
     params: List[str] = []
     for name, value in bags.detector_params().items():
         params += ['-p', '%s=%s' % (name, value if not isinstance(value, list)
@@ -228,7 +232,9 @@ def test_cli_reports_a_bag_that_keeps_failing_and_exits_non_zero(
     captured = capsys.readouterr()
 
     assert status != 0
-    assert 'FAILED broken.bag' in captured.out and 'failed: 1' in captured.out
+    assert 'FAILED broken.bag' in captured.out and 'failed: 2' in captured.out
+    assert 'FAILED mine/run' in captured.out and 'exists' in captured.out
+    assert [p.name for p in (out / 'mine' / 'run').iterdir()] == ['notes.txt']
     record = Manifest(out).records['broken.bag']
     assert record.status == 'failed' and record.error and record.attempts == 1
     assert record.error in captured.out
@@ -247,6 +253,15 @@ def test_cli_says_when_the_workers_cannot_build_the_detector(
     assert status == 1
     assert 'cannot build the face detector' in err and str(missing) in err
     assert not (tmp_path / 'out' / 'site_a').exists()
+
+
+def test_each_worker_caps_its_onnxruntime_threads() -> None:
+    from av_privacy_ros.archive.actors import BagWorker
+    worker = BagWorker(bags.detector_params(), threads=1)
+    model = worker.detector._model
+    session = getattr(model, 'session', None) or getattr(model, 'sess')
+    assert session.get_session_options().intra_op_num_threads == 1
+    assert worker.describe()['error'] == ''
 
 
 def test_output_inside_input_is_refused(tmp_path: Path) -> None:

@@ -81,9 +81,16 @@ def bag_options(args: argparse.Namespace) -> Dict[str, Any]:
             'backward_frames': int(args.backward_frames)}
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # unwinds like Ctrl-C: workers stopped, staging folders removed
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the anonymize_archive command line; return the exit status."""
     args = build_parser().parse_args(argv)
+    if argv is None:
+        import signal
+        signal.signal(signal.SIGTERM, _terminate)
 
     def say(text: str) -> None:
         print(text, flush=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import math
+import signal
+import threading
 from typing import Any, Dict, Optional
 
 
@@ -27,10 +29,16 @@ def connect(address: Optional[str]) -> bool:
     ray = ray_module()
     if ray.is_initialized():
         return False
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main_thread else None
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
         ray.init(include_dashboard=False, log_to_driver=True)
+    if callable(previous):
+        # ray.init installs its own SIGTERM handler (exit at once); keep the caller's, which
+        # stops the workers and removes their staging folders first.
+        signal.signal(signal.SIGTERM, previous)
     return True
 
 
