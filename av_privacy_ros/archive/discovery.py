@@ -74,8 +74,8 @@ def find_bags(input_dir: Path) -> List[BagInput]:
     """
     Return every bag under ``input_dir``, sorted by relative path.
 
-    :raises ValueError: when two inputs would write the same output (``drive.bag`` beside a
-        rosbag2 folder ``drive``), since one output would replace the other.
+    :raises ValueError: when ``input_dir`` is itself one rosbag2 bag, or when two inputs would
+        write the same output (``drive.bag`` beside a rosbag2 folder ``drive``).
     """
     input_dir = Path(input_dir)
     if (input_dir / METADATA).is_file():
