@@ -1513,24 +1513,8 @@ def clean_stale_staging(dst: Path, say: LogCallback) -> List[Path]:
 
 
 def weakened_settings(values: Mapping[str, Any], backward_frames: int) -> List[str]:
-    """Return one phrase per setting that is weaker for privacy than the package default."""
-    default = params_mod.defaults()
-    found: List[str] = []
-    if float(values['detector.conf_thresh']) > float(default['detector.conf_thresh']):
-        found.append('detector.conf_thresh %.2f is above the default %.2f (more faces missed)'
-                     % (float(values['detector.conf_thresh']),
-                        float(default['detector.conf_thresh'])))
-    if int(values['tracking.hold_frames']) == 0:
-        found.append('tracking.hold_frames is 0 (a face missed for one frame shows)')
-    if int(values['anonymizer.noise']) == 0:
-        found.append('anonymizer.noise is 0 (mosaic values are the face means)')
-    if int(values['anonymizer.block']) < int(default['anonymizer.block']):
-        found.append('anonymizer.block %d is finer than the default %d'
-                     % (int(values['anonymizer.block']), int(default['anonymizer.block'])))
-    cells = int(values['anonymizer.cells_across'])
-    if cells == 0 or cells > int(default['anonymizer.cells_across']):
-        found.append('anonymizer.cells_across %d gives finer cells than the default %d'
-                     % (cells, int(default['anonymizer.cells_across'])))
+    """Return one sentence per setting weaker for privacy than the defaults (as the node's)."""
+    found = params_mod.privacy_weakenings(values)
     if backward_frames == 0:
         found.append('--backward-frames 0 (a face found late shows before it is found)')
     return found
@@ -1838,7 +1822,8 @@ def _remove(path: Path) -> None:
 
 
 # -- command line ------------------------------------------------------------------------------
-def _parse_param(text: str) -> Tuple[str, Any]:
+def parse_param(text: str) -> Tuple[str, Any]:
+    """Parse a command-line ``NAME=VALUE`` parameter, the value read as YAML."""
     import yaml
     name, sep, value = text.partition('=')
     if not sep or not name.strip():
@@ -1868,7 +1853,7 @@ def build_parser() -> argparse.ArgumentParser:
                              'otherwise by camera name')
     parser.add_argument('--params-file', metavar='YAML',
                         help='node parameters file (/**: ros__parameters: ...)')
-    parser.add_argument('--param', '-p', action='append', default=[], type=_parse_param,
+    parser.add_argument('--param', '-p', action='append', default=[], type=parse_param,
                         metavar='NAME=VALUE',
                         help='one parameter, e.g. -p detector.conf_thresh:=0.3 is written '
                              'detector.conf_thresh=0.3 (repeatable, after --params-file)')

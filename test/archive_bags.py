@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Dict, List
 
 import cv2
 import numpy as np
+from weights import scrfd_weights
 
 IMAGE_TOPIC = '/camera/color/image_raw'
 CHATTER_TOPIC = '/chatter'
@@ -95,12 +95,10 @@ def write_archive(root: Path, base: np.ndarray, frames: int = 8) -> Dict[str, st
 
 def detector_params(seed: int = 7) -> Dict[str, Any]:
     """Return parameter overrides: SCRFD-500M when its weights are here, else CenterFace."""
-    repo = Path(__file__).resolve().parents[1]
-    for folder in (os.environ.get('AV_PRIVACY_MODELS'), str(repo.parent / 'shared' / 'models')):
-        if folder and (Path(folder) / 'det_500m.onnx').is_file():
-            return {'detector.backend': 'scrfd', 'seed': seed,
-                    'detector.model_path': str((Path(folder) / 'det_500m.onnx').resolve()),
-                    'detector.providers': ['cpu']}
+    model = scrfd_weights()
+    if model is not None:
+        return {'detector.backend': 'scrfd', 'seed': seed, 'detector.model_path': str(model),
+                'detector.providers': ['cpu']}
     return {'detector.backend': 'centerface', 'seed': seed, 'detector.providers': ['cpu']}
 
 

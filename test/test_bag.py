@@ -4,12 +4,11 @@ Tests for the offline bag anonymizer (anonymize_bag) on real bags written with r
 The bags hold the insightface sample photo ``t1`` (six real faces) resized to 640x480 and shifted
 a few pixels per frame, as bgr8, rgb8, JPEG and PNG images, a 16UC1 depth topic, and non-image
 topics (std_msgs/String and a latched tf2_msgs/TFMessage).  Faces are found by the real SCRFD
-weights; the tests skip when ``../shared/models`` (or ``$AV_PRIVACY_MODELS``) has none.
+weights; the tests skip, saying how to get them, when none are found (test/weights.py).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 import shutil
 import subprocess
@@ -22,10 +21,10 @@ from av_privacy_ros.image_msgs import image_to_bgr, image_to_depth
 import cv2
 import numpy as np
 import pytest
+from weights import HOW_TO_GET_SCRFD, scrfd_weights
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS = Path(os.environ.get('AV_PRIVACY_MODELS') or REPO.parent / 'shared' / 'models')
-MODEL = MODELS / 'det_500m.onnx'
+MODEL = scrfd_weights()
 
 FRAMES = 5
 T0 = 1_700_000_000
@@ -216,9 +215,8 @@ def _params_file(path: Path, **extra: Any) -> Path:
 def detector() -> Any:
     """Return the real SCRFD-500M detector on the CPU; skip every test that needs it."""
     from av_privacy_ros.detection import create_detector
-    if not MODEL.is_file():
-        pytest.skip('SCRFD weights %s not found (set AV_PRIVACY_MODELS to the folder holding '
-                    'det_500m.onnx)' % MODEL)
+    if MODEL is None:
+        pytest.skip(HOW_TO_GET_SCRFD)
     det, _ = create_detector('scrfd', MODEL, providers=['cpu'])
     return det
 

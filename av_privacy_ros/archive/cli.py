@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence
 
 from .manifest import MANIFEST_NAME
 from .runner import run_archive
 from .. import params as params_mod
-from ..bag import DEFAULT_BACKWARD_FRAMES, DEFAULT_JPEG_QUALITY
-
-
-def parse_param(text: str) -> Tuple[str, Any]:
-    """Parse ``NAME=VALUE`` (the value read as YAML), as anonymize_bag's ``-p`` does."""
-    import yaml
-    name, sep, value = text.partition('=')
-    if not sep or not name.strip():
-        raise argparse.ArgumentTypeError('expected NAME=VALUE, got %r' % text)
-    try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError:
-        parsed = value
-    return name.strip(), parsed
+from ..bag import DEFAULT_BACKWARD_FRAMES, DEFAULT_JPEG_QUALITY, parse_param
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,9 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--force', action='store_true',
                         help='replace outputs that exist but are not in the manifest')
     parser.add_argument('--image-topic', action='append', default=[], metavar='TOPIC',
-                        help='colour topic to anonymize in every bag (repeatable)')
+                        help='colour topic in every bag, paired with --depth-topic (repeatable); '
+                             'every image topic is anonymized either way')
     parser.add_argument('--depth-topic', action='append', default=[], metavar='TOPIC',
                         help='depth topic in every bag (repeatable)')
+    parser.add_argument('--copy-topic', action='append', default=[], metavar='TOPIC',
+                        help='copy this topic unchanged, WITHOUT anonymization, even when it '
+                             'holds images (repeatable; the summary lists it)')
     parser.add_argument('--write-masks', action='store_true',
                         help='add a mono8 mask topic <colour topic>/mask per colour topic')
     parser.add_argument('--jpeg-quality', type=int, default=DEFAULT_JPEG_QUALITY, metavar='Q',
@@ -76,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 def bag_options(args: argparse.Namespace) -> Dict[str, Any]:
     """Return the anonymize_bag keyword options the command line sets."""
     return {'image_topics': list(args.image_topic), 'depth_topics': list(args.depth_topic),
+            'copy_topics': list(args.copy_topic),
             'storage': args.storage, 'write_masks': bool(args.write_masks),
             'jpeg_quality': int(args.jpeg_quality),
             'backward_frames': int(args.backward_frames)}
