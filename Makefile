@@ -73,7 +73,9 @@ adversarial: venv
 	$(VPY) -m pytest -q -p no:cacheprovider test/adversarial
 
 lint: venv
-	$(VPY) -m pytest -q -p no:cacheprovider test/test_flake8.py test/test_pep257.py
+	$(VPY) -m pytest -q -p no:cacheprovider test/test_flake8.py test/test_pep257.py \
+		test/test_mypy.py
 
 clean:
-	rm -rf $(VENV) demo_output bench_output sample_data build install log *.egg-info
+	rm -rf $(VENV) demo_output bench_output sample_data build install log *.egg-info \
+		.mypy_cache

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import math
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
 from .checks import check_bgr, check_depth, check_mask
+from .params import NOISE_MODES
 
-NOISE_MODES = ('cell', 'pixel', 'laplace')
 DEFAULT_EPSILON = 0.5
 DEFAULT_DP_PIXELS = 16
 DEFAULT_CELLS_ACROSS = 6
@@ -94,7 +94,7 @@ def face_cell_size(face_width: float, block: int, cells_across: int) -> int:
     return max(block, int(math.ceil((float(face_width) + 1.0) / int(cells_across))))
 
 
-def anchored_grid(box: Sequence[float], block: int, cells_across: int,
+def anchored_grid(box: Union[Sequence[float], np.ndarray], block: int, cells_across: int,
                   seed: Optional[int] = None, previous_cell: Optional[int] = None,
                   hysteresis: float = 1.25) -> FaceGrid:
     """
@@ -349,10 +349,10 @@ def _grid_mosaic(bgr: np.ndarray, mask_u8: np.ndarray, out: np.ndarray, region: 
     mosaic = mosaic[ry0 - gy0:ry1 - gy0, rx0 - gx0:rx1 - gx0]
     region_mask = mask_u8[ry0:ry1, rx0:rx1]
     if noise_mode == 'pixel' and noise > 0:
-        inside = region_mask.view(np.bool_)
-        noisy = mosaic[inside].astype(np.int16)
+        masked = region_mask.view(np.bool_)
+        noisy = mosaic[masked].astype(np.int16)
         noisy += rng.integers(-noise, noise + 1, size=noisy.shape, dtype=np.int16)
-        mosaic[inside] = np.clip(noisy, 0, 255).astype(np.uint8)
+        mosaic[masked] = np.clip(noisy, 0, 255).astype(np.uint8)
     cv2.copyTo(mosaic, region_mask, out[ry0:ry1, rx0:rx1])
 
 

@@ -49,7 +49,7 @@ def check_mask(mask: object, shape_hw: Tuple[int, int], name: str = 'mask') -> n
         raise ValueError('%s has shape %s but the image is %s'
                          % (name, mask.shape, tuple(shape_hw)))
     if mask.dtype != np.bool_:
-        mask = mask != 0
+        return mask != 0
     return mask
 
 

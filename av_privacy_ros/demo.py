@@ -29,6 +29,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from .boxes import percentile_ms
+
 PROFILE_NAME = 'fastdds_large_frames.xml'
 # Node defaults except these: depth noise is off by default and turned on here so that the
 # depth pictures show what it does; diagnostics come often enough for a 3 s run.
@@ -107,13 +109,6 @@ def colorize_depth(depth: np.ndarray, near_m: float = 0.5, far_m: float = 4.5) -
     picture = cv2.applyColorMap((255 * (1.0 - scaled)).astype(np.uint8), cv2.COLORMAP_TURBO)
     picture[~valid] = 0
     return picture
-
-
-def percentile_ms(samples: Sequence[float], q: float) -> Optional[float]:
-    """Return the q-th percentile of durations in seconds, in milliseconds."""
-    if not samples:
-        return None
-    return float(np.percentile(np.asarray(samples, np.float64), q) * 1000.0)
 
 
 def _fmt(value: Optional[float], unit: str = ' ms') -> str:

@@ -12,7 +12,7 @@ import logging
 import os
 from pathlib import Path
 import threading
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Protocol, runtime_checkable, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -54,6 +54,25 @@ class Detections:
     def empty(cls) -> 'Detections':
         """Return a result with no faces."""
         return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), None)
+
+
+@runtime_checkable
+class FaceDetector(Protocol):
+    """
+    What the masker needs of a face detector: a name, a provider and ``detect``.
+
+    :class:`ScrfdDetector` and :class:`CenterFaceDetector` implement it; so can any object
+    (a detector of another network, a test double around a real detector). A detector may
+    also offer ``input_size_for(width, height)`` and ``detect(..., input_size=...)``, which the
+    detection-scale policy uses when present.
+    """
+
+    backend: str
+    provider: str
+
+    def detect(self, bgr: np.ndarray, conf_thresh: float) -> Detections:
+        """Return the faces in the BGR image ``bgr`` scoring ``conf_thresh`` or more."""
+        ...
 
 
 def select_providers(available: Sequence[str], preference: Sequence[str] = DEFAULT_PROVIDERS,
@@ -224,7 +243,7 @@ class ScrfdDetector:
         """Return the detector input size used for a frame of this size."""
         static = getattr(self._model, 'static_input_size', None)
         if static is not None:
-            return tuple(static)  # type: ignore[return-value]
+            return int(static[0]), int(static[1])
         return self.det_size or auto_det_size(width, height)
 
     def detect(self, bgr: np.ndarray, conf_thresh: float,
@@ -315,9 +334,6 @@ class CenterFaceDetector:
         return Detections(dets[:, :4], dets[:, 4], np.asarray(lms).reshape(-1, 5, 2))
 
 
-FaceDetector = Union[ScrfdDetector, CenterFaceDetector]
-
-
 def find_scrfd_model(model_path: Optional[Union[str, Path]] = None,
                      allow_download: bool = False,
                      insightface_root: Optional[Union[str, Path]] = None) -> Optional[Path]:
@@ -348,7 +364,7 @@ def find_scrfd_model(model_path: Optional[Union[str, Path]] = None,
     return None
 
 
-def _download_buffalo_sc(root: Path, timeout_s: float = 60.0) -> Optional[Path]:
+def _download_buffalo_sc(root: Path) -> Optional[Path]:
     """Ask insightface to download buffalo_sc; give up quickly when offline."""
     import socket
     previous = socket.getdefaulttimeout()

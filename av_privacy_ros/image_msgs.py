@@ -28,7 +28,7 @@ COLOR_ENCODINGS: Tuple[str, ...] = ('bgr8', 'rgb8', 'bgra8', 'rgba8', 'mono8')
 DEPTH_ENCODINGS: Tuple[str, ...] = ('16UC1', 'mono16', '32FC1')
 """Depth encodings: ``16UC1`` and ``mono16`` are uint16 millimetres, ``32FC1`` float32 metres."""
 
-ImageData = Union[bytes, bytearray, memoryview, 'array.array[int]']
+ImageData = Union[bytes, bytearray, memoryview, 'array.array[int]', np.ndarray]
 
 _CHANNELS: Dict[str, int] = {'bgr8': 3, 'rgb8': 3, 'bgra8': 4, 'rgba8': 4, 'mono8': 1}
 _DEPTH_DTYPES: Dict[str, str] = {'16UC1': 'u2', 'mono16': 'u2', '32FC1': 'f4'}
@@ -305,8 +305,7 @@ def depth_to_image_fields(depth: np.ndarray, encoding: str, step: Optional[int] 
             'A %s depth image must be %s, but the array is %s; convert the units explicitly '
             'before publishing.' % (name, 'uint16 millimetres' if want.kind == 'u'
                                     else 'float32 metres', depth.dtype))
-    byte_order = '>' if big_endian else '<'
-    ordered = np.ascontiguousarray(depth, dtype=want.newbyteorder(byte_order))
+    ordered = np.ascontiguousarray(depth, dtype=want.newbyteorder('>' if big_endian else '<'))
     row_bytes = width * want.itemsize
     out_step = _output_step(step, row_bytes)
     if out_step % want.itemsize:
@@ -365,7 +364,7 @@ def fill_image_msg(msg_out: Any, header: Any, height: int, width: int, encoding:
         data = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
     elif not isinstance(data, (bytes, bytearray, memoryview, array.array)):
         raise ValueError('The image data must be bytes, not %s.' % type(data).__name__)
-    size = memoryview(data).nbytes
+    size = data.nbytes if isinstance(data, np.ndarray) else memoryview(data).nbytes
     if size != step * height:
         raise ValueError('The image data holds %d bytes, but %d rows of %d bytes (step) need %d.'
                          % (size, height, step, step * height))

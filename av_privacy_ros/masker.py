@@ -23,11 +23,12 @@ import cv2
 import numpy as np
 
 from .anonymize import (anchored_grid, anonymize_depth, DEFAULT_CELLS_ACROSS,
-                        DEFAULT_DP_PIXELS, DEFAULT_EPSILON, FaceGrid, fast_pixelate, NOISE_MODES,
+                        DEFAULT_DP_PIXELS, DEFAULT_EPSILON, FaceGrid, fast_pixelate,
                         NoiseTables, private_pixelate, whole_frame_block)
 from .checks import check_bgr, check_boxes, check_depth
 from .detection import create_detector, Detections, device_providers, FaceDetector
 from .masks import build_depth_mask, build_mask_from_boxes, face_regions
+from .params import NOISE_MODES
 from .scale_policy import (DEFAULT_SCALE_POLICY, DEFAULT_TILE_OVERLAP, DEFAULT_TILES_PER_FRAME,
                            ScaledDetection)
 from .tracking import (DEFAULT_GROW_PX_PER_FRAME, DEFAULT_HOLD_FRAMES, face_depths,
@@ -89,6 +90,26 @@ def _is_int(value: Any) -> bool:
 
 class AVPrivacyMasker:
     """Find faces, mask them and anonymize colour (and optionally depth) images."""
+
+    # The live settings: :meth:`configure` validates them and sets them as given (a numpy
+    # number stays one), so the pipeline converts each where it uses it.
+    conf_thresh: float
+    anon_block: int
+    anon_noise: int
+    dilate_kernel: int
+    enable_depth_anon: bool
+    noise_mode: str
+    depth_noise_std: float
+    depth_near_margin: float
+    depth_far_margin: float
+    hold_frames: int
+    grow_px_per_frame: float
+    cells_across: int
+    epsilon: float
+    dp_pixels: int
+    walking_speed: float
+    frame_rate: float
+    focal_px: float
 
     def __init__(self, device: str = 'cuda', conf_thresh: float = 0.5, anon_block: int = 24,
                  anon_noise: int = 20, dilate_kernel: int = 13,

@@ -20,7 +20,7 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import numpy as np
@@ -33,6 +33,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, Image
 
 from . import params
+from .boxes import percentile_ms
 from .image_msgs import (
     bgr_to_image_fields, canonical_encoding, depth_to_image_fields, fill_image_msg,
     image_to_bgr, image_to_depth, mask_to_mono8_fields)
@@ -93,12 +94,6 @@ def combination_problem(values: Dict[str, Any]) -> Optional[str]:
         return ('sync.pairer message_filters needs the message_filters package, which is not '
                 'installed (install ros-<distro>-message-filters, or use sync.pairer builtin)')
     return None
-
-
-def _percentile_ms(samples: Sequence[float], q: float) -> Optional[float]:
-    if not samples:
-        return None
-    return float(np.percentile(np.asarray(samples, np.float64), q)) * 1000.0
 
 
 def _fmt_ms(value: Optional[float]) -> str:
@@ -255,7 +250,8 @@ class AnonymizerNode(Node):
         problems: List[str] = []
         for spec in params.PARAMETERS:
             try:
-                value = self.declare_parameter(spec.name, spec.default, _descriptor(spec)).value
+                value: Any = self.declare_parameter(spec.name, spec.default,
+                                                    _descriptor(spec)).value
             except Exception as exc:  # noqa: BLE001 - rclpy raises several exception types
                 hint = (' (write a decimal point, e.g. 1.0)'
                         if spec.type_name == 'double' and 'INTEGER' in str(exc) else '')
@@ -583,7 +579,7 @@ class AnonymizerNode(Node):
             return  # shutting down: the publishers' context may already be gone
         self._pub_image.publish(fill_image_msg(Image(), image.header, height, width,
                                                *image_fields, is_bigendian=image_big))
-        if depth_fields is not None:
+        if depth_fields is not None and depth_msg is not None and self._pub_depth is not None:
             self._pub_depth.publish(fill_image_msg(Image(), depth_msg.header, height, width,
                                                    *depth_fields, is_bigendian=depth_big))
         self._pub_mask.publish(fill_image_msg(Image(), image.header, height, width,
@@ -644,10 +640,10 @@ class AnonymizerNode(Node):
                 'track_sources': stats.track_sources,
                 'last_error': stats.last_error,
             }
-        result['latency_p50_ms'] = _percentile_ms(latencies, 50)
-        result['latency_p95_ms'] = _percentile_ms(latencies, 95)
-        result['detect_p50_ms'] = _percentile_ms(detect, 50)
-        result['process_p50_ms'] = _percentile_ms(process, 50)
+        result['latency_p50_ms'] = percentile_ms(latencies, 50)
+        result['latency_p95_ms'] = percentile_ms(latencies, 95)
+        result['detect_p50_ms'] = percentile_ms(detect, 50)
+        result['process_p50_ms'] = percentile_ms(process, 50)
         return result
 
     def _sync_dropped(self) -> int:
@@ -748,10 +744,10 @@ class AnonymizerNode(Node):
             ('sync', self._sync_kind),
             ('input_fps', '%.1f' % in_fps),
             ('output_fps', '%.1f' % out_fps),
-            ('latency_p50_ms', _fmt_ms(_percentile_ms(period, 50))),
-            ('latency_p95_ms', _fmt_ms(_percentile_ms(period, 95))),
-            ('detect_p50_ms', _fmt_ms(_percentile_ms(detect, 50))),
-            ('process_p50_ms', _fmt_ms(_percentile_ms(process, 50))),
+            ('latency_p50_ms', _fmt_ms(percentile_ms(period, 50))),
+            ('latency_p95_ms', _fmt_ms(percentile_ms(period, 95))),
+            ('detect_p50_ms', _fmt_ms(percentile_ms(detect, 50))),
+            ('process_p50_ms', _fmt_ms(percentile_ms(process, 50))),
             ('frames_in', str(frames_in)),
             ('frames_out', str(frames_out)),
             ('frames_dropped', str(snapshot['dropped_busy'] + sync_dropped)),

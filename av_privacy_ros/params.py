@@ -66,7 +66,7 @@ def _fmt(value: Optional[float]) -> str:
 
 DEFAULT_DET_LONG_SIDE = 640  # same as detection.DEFAULT_DET_LONG_SIDE (no onnx import here)
 PROVIDER_NAMES = ('tensorrt', 'cuda', 'cpu')
-NOISE_MODES = ('cell', 'pixel', 'laplace')
+NOISE_MODES = ('cell', 'pixel', 'laplace')  # anonymize.py's noise modes; defined once, here
 PAIRER_NAMES = ('auto', 'message_filters', 'builtin')
 
 # The privacy floor: the highest face score threshold anyone may set, live or in a file.
@@ -373,7 +373,7 @@ def privacy_weakenings(values: Mapping[str, Any]) -> List[str]:
     """
     merged: Dict[str, Any] = defaults()
     merged.update(values)
-    base = defaults()
+    base: Dict[str, Any] = defaults()
     found: List[str] = []
     threshold = float(merged['detector.conf_thresh'])
     if threshold > float(base['detector.conf_thresh']):

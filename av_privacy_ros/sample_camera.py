@@ -16,7 +16,7 @@ import argparse
 import math
 import sys
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -151,7 +151,7 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def _wait_for_ready(node: object, seconds: float) -> bool:
+def _wait_for_ready(node: Any, seconds: float) -> bool:
     """Spin until a DiagnosticStatus of an anonymizer says ready=True; return whether seen."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray

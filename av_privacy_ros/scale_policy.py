@@ -184,7 +184,7 @@ def merge_detections(parts: Sequence[Detections],
     boxes = np.concatenate([part.boxes for part in parts])
     scores = np.concatenate([part.scores for part in parts])
     with_landmarks = all(part.landmarks is not None for part in parts)
-    landmarks = (np.concatenate([part.landmarks for part in parts])  # type: ignore[misc]
+    landmarks = (np.concatenate([part.landmarks for part in parts])
                  if with_landmarks else None)
     order = np.argsort(-scores, kind='stable')
     overlap = intersection_over_smaller(boxes) >= float(min_overlap)
@@ -444,8 +444,8 @@ class ScaledDetection:
         change = None
         if self.policy == 'auto' and (width > det_size[0] or height > det_size[1]):
             view = change_view(bgr)
-            change = self._change(view, self.grid_for(width, height, det_size))  # type: ignore
-        plan = self.plan(width, height, det_size, change)  # type: ignore[arg-type]
+            change = self._change(view, self.grid_for(width, height, det_size))
+        plan = self.plan(width, height, det_size, change)
         frame = self._frame_index - 1
         self.last_plan = plan
         if (plan.coarse and not plan.tiles) or (plan.full and _static_input(detector)):

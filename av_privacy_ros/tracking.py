@@ -20,6 +20,7 @@ from typing import Any, List, Optional, Sequence, Union
 import numpy as np
 
 from .anonymize import anchored_grid, DEFAULT_CELLS_ACROSS, FaceGrid
+from .boxes import box_iou
 from .checks import check_boxes, depth_in_metres
 
 SOURCES = ('detected', 'held')
@@ -69,20 +70,6 @@ def face_depths(depth: np.ndarray, boxes: np.ndarray, core_fraction: float = 0.6
     return result
 
 
-def box_iou(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Return the len(first)×len(second) intersection-over-union matrix of two box sets."""
-    first = np.asarray(first, np.float64).reshape(-1, 4)
-    second = np.asarray(second, np.float64).reshape(-1, 4)
-    low = np.maximum(first[:, None, :2], second[None, :, :2])
-    high = np.minimum(first[:, None, 2:], second[None, :, 2:])
-    sides = np.maximum(high - low, 0.0)
-    inter = sides[:, :, 0] * sides[:, :, 1]
-    size1 = np.maximum(first[:, 2:] - first[:, :2], 0.0)
-    size2 = np.maximum(second[:, 2:] - second[:, :2], 0.0)
-    union = (size1[:, 0] * size1[:, 1])[:, None] + (size2[:, 0] * size2[:, 1])[None, :] - inter
-    return inter / np.maximum(union, 1e-9)
-
-
 @dataclass(frozen=True)
 class TrackedFace:
     """
@@ -100,12 +87,6 @@ class TrackedFace:
     score: float
     missed: int
     grid: FaceGrid
-
-    def as_dict(self) -> dict:
-        """Return plain Python values, e.g. for diagnostics or a JSON report."""
-        return {'id': int(self.track_id), 'box': [round(float(v), 1) for v in self.box],
-                'source': self.source, 'score': round(float(self.score), 3),
-                'missed': int(self.missed), 'cell': int(self.grid.cell)}
 
 
 @dataclass
@@ -139,11 +120,6 @@ class TrackedFrame:
     def grids(self) -> List[FaceGrid]:
         """Return each face's mosaic grid."""
         return [face.grid for face in self.faces]
-
-    @property
-    def held(self) -> int:
-        """Return how many faces are held, i.e. not detected in this frame."""
-        return sum(1 for face in self.faces if face.source == 'held')
 
 
 @dataclass
@@ -227,7 +203,8 @@ class FaceTracker:
         return len(self._tracks)
 
     def update(self, boxes: np.ndarray, scores: Optional[np.ndarray] = None,
-               grow_px: Optional[Sequence[float]] = None) -> TrackedFrame:
+               grow_px: Optional[Union[float, Sequence[float], np.ndarray]] = None
+               ) -> TrackedFrame:
         """
         Take one frame's detections and return every face to mask in that frame.
 

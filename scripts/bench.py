@@ -18,6 +18,7 @@ import time
 from typing import Callable, Dict, List
 
 from av_privacy_ros import AVPrivacyMasker
+from av_privacy_ros.boxes import percentile_ms
 from av_privacy_ros.detection import CenterFaceDetector, find_scrfd_model, ScrfdDetector
 import cv2
 import numpy as np
@@ -27,8 +28,8 @@ EXIT_SKIPPED = 75  # scripts/run_benchmarks.py reports the last line printed as 
 
 def percentiles(samples: List[float]) -> Dict[str, float]:
     """Return p50/p95 in milliseconds."""
-    values = np.asarray(samples) * 1000.0
-    return {'p50': float(np.percentile(values, 50)), 'p95': float(np.percentile(values, 95))}
+    return {'p50': float(percentile_ms(samples, 50) or 0.0),
+            'p95': float(percentile_ms(samples, 95) or 0.0)}
 
 
 def timed(function: Callable[[], object], repeats: int) -> List[float]:

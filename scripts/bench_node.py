@@ -29,16 +29,14 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
+from av_privacy_ros.boxes import percentile_ms
 import numpy as np
 
 Stamp = Tuple[int, int]
 
 
 def _percentiles(samples: List[float]) -> Tuple[Optional[float], Optional[float]]:
-    if not samples:
-        return None, None
-    values = np.asarray(samples, np.float64) * 1000.0
-    return float(np.percentile(values, 50)), float(np.percentile(values, 95))
+    return percentile_ms(samples, 50), percentile_ms(samples, 95)
 
 
 def measure_in_process(backend: str, frames: Any, count: int = 60) -> Dict[str, float]:

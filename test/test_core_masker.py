@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from av_privacy_ros import AVPrivacyMasker
-from av_privacy_ros.detection import CenterFaceDetector, Detections, ScrfdDetector
+from av_privacy_ros.detection import (CenterFaceDetector, Detections, FaceDetector,
+                                      ScrfdDetector)
 from av_privacy_ros.params import masker_kwargs, parameters_from_yaml_text, resolve
 import cv2
 import numpy as np
@@ -73,7 +74,7 @@ def test_depth_noise_and_depth_guided_masks(masker: AVPrivacyMasker,
     assert result.mask.sum() < box_mask.sum(), 'the 4 m background is left out'
 
 
-class _FailingDetector:
+class _FailingDetector(FaceDetector):
     """A real detector that starts failing, as a broken GPU driver or session would."""
 
     backend = 'scrfd'
@@ -87,6 +88,32 @@ class _FailingDetector:
         if self.fail:
             raise RuntimeError('CUDA error: an illegal memory access was encountered')
         return self.inner.detect(bgr, conf_thresh)
+
+
+class _OwnDetector:
+    """A detector of the user's own: any object with a name, a provider and ``detect``."""
+
+    backend = 'own'
+    provider = 'CPUExecutionProvider'
+
+    def __init__(self, inner: ScrfdDetector) -> None:
+        self.inner = inner
+
+    def detect(self, bgr: np.ndarray, conf_thresh: float) -> Detections:
+        return self.inner.detect(bgr, conf_thresh)
+
+
+def test_any_object_with_the_detector_interface_is_a_face_detector(
+        scrfd: ScrfdDetector, t1_vga: np.ndarray) -> None:
+    """FaceDetector is structural: the masker runs and names a detector of any kind."""
+    own = _OwnDetector(scrfd)
+    assert isinstance(own, FaceDetector) and isinstance(scrfd, FaceDetector)
+    assert not isinstance(object(), FaceDetector)
+    masker = AVPrivacyMasker(detector=own, seed=1)
+    result = masker.process(t1_vga)
+    assert masker.backend == 'own' and not result.failed_closed
+    centres = ((result.boxes[:, :2] + result.boxes[:, 2:]) / 2).astype(int)
+    assert len(result.detections) == 6 and result.mask[centres[:, 1], centres[:, 0]].all()
 
 
 def test_detector_failure_fails_closed(scrfd: ScrfdDetector, t1_vga: np.ndarray) -> None:

@@ -16,7 +16,7 @@ from typing import Iterator, List
 from anonymizer_harness import (
     AnonymizerClient, backend, decode_outputs, NAMESPACE_PREFIX, REPO, scrfd_path,
     subprocess_env, wait_until)
-from av_privacy_ros.detection import create_detector, Detections
+from av_privacy_ros.detection import create_detector, Detections, FaceDetector
 from av_privacy_ros.image_msgs import image_to_bgr, image_to_depth
 from av_privacy_ros.masker import AVPrivacyMasker
 from av_privacy_ros.node import AnonymizerNode
@@ -27,7 +27,7 @@ from rclpy.parameter import Parameter
 pytestmark = pytest.mark.timeout(180)
 
 
-class GatedFailingDetector:
+class GatedFailingDetector(FaceDetector):
     """A real detector whose warm-up waits for ``gate`` and whose later calls all raise."""
 
     def __init__(self, real: object) -> None:

@@ -14,7 +14,7 @@ from typing import Iterator
 from anonymizer_harness import (
     AnonymizerClient, backend, decode_outputs, face_change, NAMESPACE_PREFIX, scrfd_path,
     wait_until)
-from av_privacy_ros.detection import create_detector, Detections
+from av_privacy_ros.detection import create_detector, Detections, FaceDetector
 from av_privacy_ros.masker import AVPrivacyMasker
 from av_privacy_ros.node import AnonymizerNode
 from av_privacy_ros.sample_camera import SampleFrames
@@ -25,7 +25,7 @@ from rclpy.parameter import Parameter
 pytestmark = pytest.mark.timeout(180)
 
 
-class MissingDetector:
+class MissingDetector(FaceDetector):
     """A real detector that finds nothing on the calls the test asks it to miss."""
 
     def __init__(self, real: object) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
 
+from av_privacy_ros.detection import FaceDetector
 from av_privacy_ros.masker import AVPrivacyMasker
 from av_privacy_ros.scale_policy import intersection_over_smaller, ScaledDetection
 import highres_frames as frames_mod
@@ -24,7 +25,7 @@ def patches(scrfd: Any) -> List[frames_mod.FacePatch]:
     return frames_mod.face_patches(scrfd)
 
 
-class RecordingDetector:
+class RecordingDetector(FaceDetector):
     """The real detector, recording the size of every image it is given."""
 
     def __init__(self, detector: Any) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import List, Set, Tuple
 
 from av_privacy_ros import AVPrivacyMasker
-from av_privacy_ros.detection import Detections
+from av_privacy_ros.detection import Detections, FaceDetector
 from av_privacy_ros.tracking import box_iou, FaceTracker, grow_px_from_speed
 import cv2
 import numpy as np
@@ -26,7 +26,7 @@ def shifted(image: np.ndarray, frame: int) -> np.ndarray:
     return cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE)
 
 
-class MissingFacesDetector:
+class MissingFacesDetector(FaceDetector):
     """The real detector, made to miss every face on chosen calls (what a detector miss is)."""
 
     def __init__(self, real, missed_calls: Set[int]) -> None:
