@@ -14,13 +14,11 @@ until it has finished, every frame is anonymized over its whole area (fail-close
 
 from __future__ import annotations
 
-from collections import deque
 import logging
-import os
 import sys
 import threading
 import time
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import numpy as np
@@ -33,7 +31,8 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, Image
 
 from . import params
-from .boxes import percentile_ms
+from .diagnostics import (diagnostic_level, diagnostic_values, ERROR, NodeState, NodeStats,
+                          rss_mb, statistics, WARN)
 from .image_msgs import (
     bgr_to_image_fields, canonical_encoding, depth_to_image_fields, fill_image_msg,
     image_to_bgr, image_to_depth, mask_to_mono8_fields)
@@ -49,9 +48,6 @@ except ImportError:  # pragma: no cover - depends on the installation
 NODE_NAME = 'anonymizer'
 WARMUP_SIZE = (640, 480)
 LOG_THROTTLE_S = 5.0
-LATENCY_WINDOW = 512
-STALL_S = 1.0
-"""Seconds of input without any output after which /diagnostics reports WARN with a reason."""
 
 # AVPrivacyMasker keyword arguments that only its constructor takes (read-only parameters).
 _CONSTRUCTION_KEYS = frozenset((
@@ -94,65 +90,6 @@ def combination_problem(values: Dict[str, Any]) -> Optional[str]:
         return ('sync.pairer message_filters needs the message_filters package, which is not '
                 'installed (install ros-<distro>-message-filters, or use sync.pairer builtin)')
     return None
-
-
-def _fmt_ms(value: Optional[float]) -> str:
-    return 'n/a' if value is None else '%.1f' % value
-
-
-def _rss_mb() -> Optional[float]:
-    """Return the resident memory of this process in MiB (Linux), or None."""
-    try:
-        with open('/proc/self/statm', 'r', encoding='ascii') as handle:
-            pages = int(handle.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pages * os.sysconf('SC_PAGE_SIZE') / (1024.0 * 1024.0)
-
-
-class _Stats:
-    """Counters and latency samples shared by the callbacks, the worker and diagnostics."""
-
-    def __init__(self) -> None:
-        self.lock = threading.RLock()  # statistics() reads the sync counters under it
-        self.images_received = 0
-        self.depths_received = 0
-        self.frames_in = 0
-        self.frames_out = 0
-        self.dropped_busy = 0
-        self.failed_closed = 0
-        self.input_errors = 0
-        self.publish_errors = 0
-        self.latencies: Deque[float] = deque(maxlen=LATENCY_WINDOW)
-        self.detect_times: Deque[float] = deque(maxlen=LATENCY_WINDOW)
-        self.process_times: Deque[float] = deque(maxlen=LATENCY_WINDOW)
-        self.period_latencies: List[float] = []
-        self.faces = 0
-        self.tracks = 0
-        self.tracks_held = 0
-        self.track_sources = ''
-        self.last_error = ''
-        self.time_jumps = 0
-        self.filter_pruned = 0
-        # Stall detection: when the last output left, when input first arrived after it, and
-        # the counters at the last output (what changed since tells why nothing is published).
-        self.last_output = time.monotonic()
-        self.last_input = 0.0
-        self.first_input_since_output: Optional[float] = None
-        self.at_last_output: Dict[str, int] = {}
-
-    def counters(self) -> Dict[str, int]:
-        """Return the counters that explain a stall (call with the lock held)."""
-        return {'images': self.images_received, 'depths': self.depths_received,
-                'pairs': self.frames_in, 'input_errors': self.input_errors,
-                'failed_closed': self.failed_closed}
-
-    def input_arrived(self) -> None:
-        """Note that an input message arrived now (call with the lock held)."""
-        now = time.monotonic()
-        self.last_input = now
-        if self.first_input_since_output is None:
-            self.first_input_since_output = now
 
 
 class _LogForwarder(logging.Handler):
@@ -200,7 +137,7 @@ class AnonymizerNode(Node):
                  node_name: str = NODE_NAME, **kwargs: Any) -> None:
         """Declare the parameters, build the masker, create the topics and start the worker."""
         super().__init__(node_name, **kwargs)
-        self._stats = _Stats()
+        self._stats = NodeStats()
         self._stop = threading.Event()
         self._cond = threading.Condition()
         self._pending: Optional[Tuple[Image, Optional[Image], float]] = None
@@ -587,28 +524,15 @@ class AnonymizerNode(Node):
         published = time.monotonic()
         latency = published - received
         with self._stats.lock:
-            stats = self._stats
-            stats.last_output = published
-            stats.first_input_since_output = None
-            stats.at_last_output = stats.counters()
-            stats.frames_out += 1
-            stats.latencies.append(latency)
-            stats.period_latencies.append(latency)
-            stats.process_times.append(published - started)
-            if not result.failed_closed:
-                stats.detect_times.append(float(result.times.get('detect', 0.0)))
-            stats.faces = len(result.detections)
-            stats.tracks = len(result.tracks)
-            stats.tracks_held = result.held_count
-            # Track ids and where each masked box came from, e.g. '3:detected 5:held'.
-            stats.track_sources = ' '.join('%d:%s' % (track.track_id, track.source)
-                                           for track in result.tracks)
+            self._stats.output_published(
+                published, latency, published - started,
+                None if result.failed_closed else float(result.times.get('detect', 0.0)),
+                len(result.detections),
+                [(track.track_id, track.source) for track in result.tracks])
 
     # -- counting, logging, diagnostics -----------------------------------------------------
     def _count_error(self, counter: str, error: Any) -> None:
-        with self._stats.lock:
-            setattr(self._stats, counter, getattr(self._stats, counter) + 1)
-            self._stats.last_error = str(error or '')
+        self._stats.count_error(counter, error)
 
     def _input_error(self, exc: Exception) -> None:
         self._count_error('input_errors', exc)
@@ -618,33 +542,8 @@ class AnonymizerNode(Node):
 
     def statistics(self) -> Dict[str, Any]:
         """Return the counters since start (frames in/out, drops, errors, latency p50/p95)."""
-        with self._stats.lock:
-            stats = self._stats
-            latencies = list(stats.latencies)
-            detect = list(stats.detect_times)
-            process = list(stats.process_times)
-            result: Dict[str, Any] = {
-                'ready': self._ready,
-                'images_received': stats.images_received,
-                'depths_received': stats.depths_received,
-                'frames_in': stats.frames_in,
-                'frames_out': stats.frames_out,
-                'frames_dropped': stats.dropped_busy + self._sync_dropped(),
-                'dropped_busy': stats.dropped_busy,
-                'failed_closed': stats.failed_closed,
-                'input_errors': stats.input_errors,
-                'publish_errors': stats.publish_errors,
-                'faces': stats.faces,
-                'tracks': stats.tracks,
-                'tracks_held': stats.tracks_held,
-                'track_sources': stats.track_sources,
-                'last_error': stats.last_error,
-            }
-        result['latency_p50_ms'] = percentile_ms(latencies, 50)
-        result['latency_p95_ms'] = percentile_ms(latencies, 95)
-        result['detect_p50_ms'] = percentile_ms(detect, 50)
-        result['process_p50_ms'] = percentile_ms(process, 50)
-        return result
+        return statistics(self._stats.snapshot(self._sync_dropped(), self._pairer_time_jumps()),
+                          self._ready)
 
     def _sync_dropped(self) -> int:
         if self._pairer is not None:
@@ -652,126 +551,36 @@ class AnonymizerNode(Node):
         with self._stats.lock:
             return self._stats.filter_pruned  # message_filters does not count its own drops
 
-    def _time_jumps(self) -> int:
-        with self._stats.lock:
-            jumps = self._stats.time_jumps
-        return jumps + (self._pairer.time_jumps if self._pairer is not None else 0)
-
-    def _stall_reason(self, now: float) -> Optional[str]:
-        """
-        Return why nothing was published for STALL_S while input arrives, or None.
-
-        Compares the counters with those at the last output: which inputs arrived, whether they
-        were paired, refused as malformed, or failed closed with fail_mode drop.
-        """
-        with self._stats.lock:
-            stats = self._stats
-            first = stats.first_input_since_output
-            if first is None or now - first < STALL_S:
-                return None
-            if now - stats.last_input > max(STALL_S, float(self._values['diagnostics_period'])):
-                return None  # the input stopped: idle, not stalled
-            current = stats.counters()
-            before = stats.at_last_output
-            last_error = stats.last_error
-            silent_s = now - max(stats.last_output, 0.0)
-        delta = {name: value - before.get(name, 0) for name, value in current.items()}
-        if delta['input_errors'] > 0:
-            why = 'the inputs are malformed and dropped (%s)' % last_error[:160]
-        elif delta['pairs'] > 0 and delta['failed_closed'] > 0 and self._fail_mode == 'drop':
-            why = ('frames fail closed (%s) and fail_mode is drop'
-                   % (last_error[:160] or 'detector warm-up not finished'))
-        elif delta['pairs'] > 0:
-            why = ('frames arrive but are not processed: the worker is stuck or takes more '
-                   'than %.0f s a frame' % STALL_S)
-        elif self._use_depth and delta['images'] > 0 and delta['depths'] == 0:
-            why = 'colour images arrive but no depth image (use_depth is true)'
-        elif self._use_depth and delta['depths'] > 0 and delta['images'] == 0:
-            why = 'depth images arrive but no colour image'
-        elif self._use_depth:
-            why = ('colour and depth images arrive but are not paired: their stamps differ by '
-                   'more than sync.slop (%g s); check that depth is aligned and stamped like '
-                   'colour' % self._slop)
-        else:
-            why = 'images arrive but none was processed'
-        return 'nothing published for %.1f s while input arrives: %s' % (
-            min(silent_s, now - first), why)
+    def _pairer_time_jumps(self) -> int:
+        return self._pairer.time_jumps if self._pairer is not None else 0
 
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
-        with self._stats.lock:
-            stats = self._stats
-            period = stats.period_latencies
-            stats.period_latencies = []
-            frames_in, frames_out = stats.frames_in, stats.frames_out
-            images = stats.images_received
-            last_time, last_in, last_out = self._last_diag
-            self._last_diag = (now, frames_in, frames_out)
-            detect = list(stats.detect_times)[-64:]
-            process = list(stats.process_times)[-64:]
-            snapshot = {
-                'dropped_busy': stats.dropped_busy, 'failed_closed': stats.failed_closed,
-                'input_errors': stats.input_errors, 'publish_errors': stats.publish_errors,
-                'faces': stats.faces, 'tracks': stats.tracks, 'tracks_held': stats.tracks_held,
-                'track_sources': stats.track_sources,
-                'depths': stats.depths_received, 'last_error': stats.last_error}
+        snapshot = self._stats.snapshot(self._sync_dropped(), self._pairer_time_jumps(),
+                                        new_period=True)
+        last_time, last_in, last_out = self._last_diag
+        self._last_diag = (now, snapshot.frames_in, snapshot.frames_out)
         elapsed = max(now - last_time, 1e-6)
-        in_fps = (frames_in - last_in) / elapsed
-        out_fps = (frames_out - last_out) / elapsed
-        sync_dropped = self._sync_dropped()
         findings: List[Tuple[int, str]] = []
         if self._warmup_error:
-            findings.append((ord(DiagnosticStatus.ERROR), (
+            findings.append((ERROR, (
                 'detector failed (%s); frames are anonymized over their whole area'
                 % self._warmup_error)))
         elif not self._ready:
-            findings.append((ord(DiagnosticStatus.WARN),
-                             'detector warming up; frames fail closed'))
-        stall = self._stall_reason(now)
+            findings.append((WARN, 'detector warming up; frames fail closed'))
+        stall = self._stats.stall_reason(now, float(self._values['diagnostics_period']),
+                                         self._fail_mode, self._use_depth, self._slop)
         if stall:
-            findings.append((ord(DiagnosticStatus.WARN), stall))
+            findings.append((WARN, stall))
         for sentence in self._weakenings:
-            findings.append((ord(DiagnosticStatus.WARN), 'privacy weakened: ' + sentence))
-        if findings:
-            level = bytes([max(found_level for found_level, _ in findings)])
-            message = '; '.join(text for _, text in findings)
-        else:
-            level, message = DiagnosticStatus.OK, 'anonymizing faces'
-        values = [
-            ('backend', self._masker.backend),
-            ('provider', self._masker.provider),
-            ('ready', str(self._ready)),
-            ('sync', self._sync_kind),
-            ('input_fps', '%.1f' % in_fps),
-            ('output_fps', '%.1f' % out_fps),
-            ('latency_p50_ms', _fmt_ms(percentile_ms(period, 50))),
-            ('latency_p95_ms', _fmt_ms(percentile_ms(period, 95))),
-            ('detect_p50_ms', _fmt_ms(percentile_ms(detect, 50))),
-            ('process_p50_ms', _fmt_ms(percentile_ms(process, 50))),
-            ('frames_in', str(frames_in)),
-            ('frames_out', str(frames_out)),
-            ('frames_dropped', str(snapshot['dropped_busy'] + sync_dropped)),
-            ('dropped_busy', str(snapshot['dropped_busy'])),
-            ('dropped_unpaired', str(sync_dropped)),
-            ('time_jumps', str(self._time_jumps())),
-            ('privacy_weakened', str(len(self._weakenings))),
-            ('failed_closed', str(snapshot['failed_closed'])),
-            ('input_errors', str(snapshot['input_errors'])),
-            ('publish_errors', str(snapshot['publish_errors'])),
-            ('images_received', str(images)),
-            ('depths_received', str(snapshot['depths'])),
-            ('faces', str(snapshot['faces'])),
-            ('fail_mode', self._fail_mode),
-            ('focal_px', '%.1f' % self._focal_px),
-        ]
-        values += [('tracks', str(snapshot['tracks'])),
-                   ('tracks_held', str(snapshot['tracks_held'])),
-                   ('track_sources', snapshot['track_sources'])]
-        rss = _rss_mb()
-        if rss is not None:
-            values.append(('rss_mb', '%.1f' % rss))
-        if snapshot['last_error']:
-            values.append(('last_error', snapshot['last_error'][:200]))
+            findings.append((WARN, 'privacy weakened: ' + sentence))
+        level_number, message = diagnostic_level(findings)
+        level = bytes([level_number])
+        state = NodeState(self._masker.backend, self._masker.provider, self._ready,
+                          self._sync_kind, self._fail_mode, self._focal_px,
+                          len(self._weakenings))
+        values = diagnostic_values(snapshot, state, (snapshot.frames_in - last_in) / elapsed,
+                                   (snapshot.frames_out - last_out) / elapsed, rss_mb())
         status = DiagnosticStatus(
             level=level, name='%s: face anonymization' % self.get_fully_qualified_name(),
             message=message, hardware_id='%s/%s' % (self._masker.backend, self._masker.provider),
