@@ -569,7 +569,8 @@ class AnonymizerNode(Node):
         elif not self._ready:
             findings.append((WARN, 'detector warming up; frames fail closed'))
         stall = self._stats.stall_reason(now, float(self._values['diagnostics_period']),
-                                         self._fail_mode, self._use_depth, self._slop)
+                                         self._fail_mode, self._use_depth,
+                                         float(self._values['sync.slop']))
         if stall:
             findings.append((WARN, stall))
         for sentence in self._weakenings:

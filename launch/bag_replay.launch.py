@@ -9,7 +9,10 @@ Plays the bag with ``ros2 bag play <bag> --clock`` (``rate``, ``loop``) after ``
 seconds, runs the anonymizer (``anonymizer.launch.py``) on simulation time, and with
 ``record:=true`` records the anonymized image, depth and mask topics, and nothing raw, into
 ``output_bag`` with ``ros2 bag record --use-sim-time``. When the bag has been played (and
-``loop`` is false) everything stops a few seconds later, which closes the output bag.
+``loop`` is false) everything stops a few seconds later, which closes the output bag. This file
+passes only what it changes to ``anonymizer.launch.py``; that file's other arguments
+(``namespace``, ``log_level``, ``fastdds_profiles_file``) can be given here as well and reach it
+unchanged.
 
 For a complete anonymized copy of a bag (every other topic copied, stamps kept) use the offline
 tool ``ros2 run av_privacy_ros anonymize_bag`` instead.
@@ -30,7 +33,6 @@ from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = 'av_privacy_ros'
 BOOL_CHOICES = ['true', 'false']
-LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'fatal']
 
 RECORDED_TOPIC_ARGUMENTS = ('image_anonymized_topic', 'depth_anonymized_topic', 'mask_topic')
 """The launch arguments naming the topics that ``record:=true`` writes: anonymized outputs only."""
@@ -127,13 +129,8 @@ def generate_launch_description() -> LaunchDescription:
                 [FindPackageShare(PACKAGE), 'config', 'anonymizer.yaml']),
             description='Anonymizer parameters YAML.'),
         DeclareLaunchArgument(
-            'namespace', default_value='', description='ROS namespace of the anonymizer node.'),
-        DeclareLaunchArgument(
             'use_depth', default_value='true', choices=BOOL_CHOICES,
             description='Pair depth_topic with image_topic; false for bags without depth.'),
-        DeclareLaunchArgument(
-            'log_level', default_value='info', choices=LOG_LEVELS,
-            description='Logging level of the anonymizer.'),
     ]
 
     anonymizer = IncludeLaunchDescription(
@@ -141,15 +138,12 @@ def generate_launch_description() -> LaunchDescription:
             PathJoinSubstitution([FindPackageShare(PACKAGE), 'launch', 'anonymizer.launch.py'])),
         launch_arguments={
             'params_file': LaunchConfiguration('params_file'),
-            'namespace': LaunchConfiguration('namespace'),
             'image_topic': LaunchConfiguration('image_topic'),
             'depth_topic': LaunchConfiguration('depth_topic'),
             'image_anonymized_topic': LaunchConfiguration('image_anonymized_topic'),
             'depth_anonymized_topic': LaunchConfiguration('depth_anonymized_topic'),
             'mask_topic': LaunchConfiguration('mask_topic'),
-            'use_depth': LaunchConfiguration('use_depth'),
             'use_sim_time': 'true',
-            'log_level': LaunchConfiguration('log_level'),
         }.items(),
     )
 

@@ -13,7 +13,10 @@ colour image. The anonymizer reads ``/carla/<role_name>/rgb_front/image`` (bgra8
 ``/carla/<role_name>/depth_front/image`` (32FC1, metres) and runs on simulation time (the bridge
 publishes ``/clock``). The anonymized outputs appear in the vehicle's namespace:
 ``/carla/<role_name>/image_anonymized``, ``.../depth_anonymized`` and ``.../mask``, from the node
-``/carla/<role_name>/anonymizer``; ``namespace:=...`` moves them.
+``/carla/<role_name>/anonymizer``; ``namespace:=...`` moves them. This file passes only what it
+changes to ``anonymizer.launch.py``; that file's other arguments (``use_depth``, ``log_level``,
+the output topic names, ``fastdds_profiles_file``) can be given here as well and reach it
+unchanged.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = 'av_privacy_ros'
 BOOL_CHOICES = ['true', 'false']
-LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'fatal']
 
 
 def objects_file_for(path: str, role_name: str, spawn_point: str) -> str:
@@ -151,12 +153,6 @@ def generate_launch_description() -> LaunchDescription:
             description='ROS namespace of the anonymizer node and of its outputs '
                         "(image_anonymized, depth_anonymized, mask): the ego vehicle's "
                         'namespace /carla/<role_name> unless set.'),
-        DeclareLaunchArgument(
-            'use_depth', default_value='true', choices=BOOL_CHOICES,
-            description='Pair the depth camera image with the colour image.'),
-        DeclareLaunchArgument(
-            'log_level', default_value='info', choices=LOG_LEVELS,
-            description='Logging level of the anonymizer.'),
     ]
 
     # First the anonymizer: it exports the large-frame Fast DDS profile before the bridge starts.
@@ -168,9 +164,7 @@ def generate_launch_description() -> LaunchDescription:
             'namespace': LaunchConfiguration('namespace'),
             'image_topic': LaunchConfiguration('image_topic'),
             'depth_topic': LaunchConfiguration('depth_topic'),
-            'use_depth': LaunchConfiguration('use_depth'),
             'use_sim_time': 'true',
-            'log_level': LaunchConfiguration('log_level'),
         }.items(),
     )
 

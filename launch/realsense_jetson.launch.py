@@ -9,7 +9,10 @@ Starts ``realsense2_camera``'s ``rs_launch.py`` with colour and depth at 640x480
 aligned to colour and synchronized frames, then the anonymizer (``anonymizer.launch.py``) on
 ``/<camera_namespace>/<camera_name>/color/image_raw`` (rgb8) and
 ``/<camera_namespace>/<camera_name>/aligned_depth_to_color/image_raw`` (16UC1, millimetres).
-``launch_camera:=false`` uses a camera driver that is already running.
+``launch_camera:=false`` uses a camera driver that is already running. This file passes only
+what it changes to ``anonymizer.launch.py``; that file's other arguments (``use_depth``,
+``log_level``, the output topic names, ``fastdds_profiles_file``) can be given here as well and
+reach it unchanged.
 
 The anonymized outputs appear beside the camera's topics, in the driver's namespace:
 ``/<camera_namespace>/<camera_name>/image_anonymized``, ``.../depth_anonymized`` and
@@ -32,7 +35,6 @@ from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = 'av_privacy_ros'
 BOOL_CHOICES = ['true', 'false']
-LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'fatal']
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -87,12 +89,6 @@ def generate_launch_description() -> LaunchDescription:
             description='ROS namespace of the anonymizer node and of its outputs '
                         "(image_anonymized, depth_anonymized, mask): the camera's own namespace "
                         'unless set, so each camera of a rig gets its own outputs.'),
-        DeclareLaunchArgument(
-            'use_depth', default_value='true', choices=BOOL_CHOICES,
-            description='Pair the aligned depth image with the colour image.'),
-        DeclareLaunchArgument(
-            'log_level', default_value='info', choices=LOG_LEVELS,
-            description='Logging level of the anonymizer (and of the camera driver).'),
     ]
 
     # First the anonymizer: it exports the large-frame Fast DDS profile before the camera
@@ -105,9 +101,7 @@ def generate_launch_description() -> LaunchDescription:
             'namespace': LaunchConfiguration('namespace'),
             'image_topic': LaunchConfiguration('image_topic'),
             'depth_topic': LaunchConfiguration('depth_topic'),
-            'use_depth': LaunchConfiguration('use_depth'),
             'use_sim_time': 'false',
-            'log_level': LaunchConfiguration('log_level'),
         }.items(),
     )
 
