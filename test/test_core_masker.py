@@ -105,7 +105,7 @@ class _OwnDetector:
 
 def test_any_object_with_the_detector_interface_is_a_face_detector(
         scrfd: ScrfdDetector, t1_vga: np.ndarray) -> None:
-    """FaceDetector is structural: the masker runs and names a detector of any kind."""
+    """The detector interface is structural: the masker runs and names a detector of any kind."""
     own = _OwnDetector(scrfd)
     assert isinstance(own, FaceDetector) and isinstance(scrfd, FaceDetector)
     assert not isinstance(object(), FaceDetector)
