@@ -44,7 +44,7 @@ setup(
             'sample_camera = av_privacy_ros.sample_camera:main',
             'av_privacy_demo = av_privacy_ros.demo:main',
             'anonymize_bag = av_privacy_ros.bag:main',
-            'evaluate_masks = av_privacy_ros.evaluation:main',
+            'evaluate_masks = av_privacy_ros.evaluation.cli:main',
             'anonymize_archive = av_privacy_ros.archive.cli:main',
         ],
     },
