@@ -461,21 +461,9 @@ def encode_compressed(bgr: np.ndarray, codec: str, grey: bool, jpeg_quality: int
     return np.asarray(buf, np.uint8).reshape(-1)
 
 
-def rows_with_step(pixels: np.ndarray, height: int, packed_step: int, step: int
-                   ) -> Tuple[int, np.ndarray]:
-    """
-    Return ``(step, data)``: packed image rows laid out with the input message's row step.
-
-    The input's row padding is kept in size (readers that honour ``step`` see the same layout)
-    but filled with zeros: padding bytes are not pixels, and nothing of the input's may travel
-    in them.
-    """
-    raw = np.ascontiguousarray(pixels).view(np.uint8).reshape(-1)
-    if step <= packed_step:
-        return packed_step, raw
-    rows = np.zeros((height, step), np.uint8)
-    rows[:, :packed_step] = raw.reshape(height, packed_step)
-    return step, rows.reshape(-1)
+def _as_bytes(data: np.ndarray) -> np.ndarray:
+    """Return image data as the flat uint8 array a rosbags message's ``data`` field holds."""
+    return np.ascontiguousarray(data).view(np.uint8).reshape(-1)
 
 
 def header_stamp_ns(msg: Any) -> Optional[int]:
@@ -835,9 +823,9 @@ class _Camera:
             data = encode_compressed(image, codec, grey, run.jpeg_quality)
             out = dataclasses.replace(msg, data=data)
         else:
-            _, step, raw = bgr_to_image_fields(image, frame.codec)
-            step, data = rows_with_step(raw, int(msg.height), step, int(msg.step))
-            out = dataclasses.replace(msg, step=step, data=data)
+            # The input's row step (zero padding) is kept; image_to_bgr checked it on reading.
+            _, step, data = bgr_to_image_fields(image, frame.codec, step=int(msg.step))
+            out = dataclasses.replace(msg, step=step, data=_as_bytes(data))
         return run.dst_ts.serialize_cdr(out, frame.msgtype)
 
     def _encode_mask(self, msg: Any, mask: np.ndarray) -> Any:
@@ -936,12 +924,11 @@ class _Camera:
                 return
             elif depth_out is None or depth_out.shape != depth.shape:
                 depth_out = anonymize_depth(depth, mask, run.depth_std, self.masker.rng)
-            _, step, raw = depth_to_image_fields(depth_out, record.msg.encoding)
-            if int(record.msg.is_bigendian) == 1:  # keep the input's byte order
-                raw = raw.astype(raw.dtype.newbyteorder('>'))
-            step, data = rows_with_step(raw, int(record.msg.height), step,
-                                        int(record.msg.step))
-            out = dataclasses.replace(record.msg, step=step, data=data)
+            # The input's row step (zero padding) and byte order are kept.
+            _, step, data = depth_to_image_fields(
+                depth_out, record.msg.encoding, step=int(record.msg.step),
+                big_endian=int(record.msg.is_bigendian) == 1)
+            out = dataclasses.replace(record.msg, step=step, data=_as_bytes(data))
             record.slot.ready(run.dst_ts.serialize_cdr(out, IMAGE_TYPE))
             summary.depth_anonymized += 1
         except Exception as exc:  # noqa: BLE001 - never write raw depth on an error path
