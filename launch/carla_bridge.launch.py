@@ -27,8 +27,10 @@ import tempfile
 from typing import Any, Dict, List
 
 from launch import LaunchContext, LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
+from launch.actions import (DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction,
+                            RegisterEventHandler)
 from launch.conditions import IfCondition
+from launch.event_handlers import OnShutdown
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
@@ -44,7 +46,8 @@ def objects_file_for(path: str, role_name: str, spawn_point: str) -> str:
     carla_spawn_objects names the vehicle (and so its topics, /carla/<id>/...) after the
     vehicle's ``id`` in the file, and reads a spawn point parameter named after that id. When the
     file already matches, ``path`` is returned; otherwise a copy with the vehicle's id (and
-    spawn point, given as ``x,y,z,roll,pitch,yaw``) changed is written to a temporary file.
+    spawn point, given as ``x,y,z,roll,pitch,yaw``) changed is written to a temporary file
+    (:func:`spawn_ego_vehicle` deletes it when launch shuts down).
     """
     try:
         with open(path, encoding='utf-8') as handle:
@@ -77,13 +80,26 @@ def objects_file_for(path: str, role_name: str, spawn_point: str) -> str:
     return copy_path
 
 
-def spawn_ego_vehicle(context: LaunchContext) -> List[IncludeLaunchDescription]:
+def remove_on_shutdown(path: str) -> RegisterEventHandler:
+    """Return an action that deletes ``path`` (a temporary objects file) when launch shuts down."""
+    def remove(*_: Any) -> None:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+    return RegisterEventHandler(OnShutdown(on_shutdown=remove))
+
+
+def spawn_ego_vehicle(context: LaunchContext) -> List[Any]:
     """Include carla_example_ego_vehicle.launch.py with an objects file for role_name."""
+    given = LaunchConfiguration('objects_definition_file').perform(context)
     objects_file = objects_file_for(
-        LaunchConfiguration('objects_definition_file').perform(context),
+        given,
         LaunchConfiguration('role_name').perform(context),
         LaunchConfiguration('spawn_point').perform(context))
-    return [IncludeLaunchDescription(
+    # A copy made for this launch lives only as long as the launch does.
+    cleanup: List[Any] = [remove_on_shutdown(objects_file)] if objects_file != given else []
+    return cleanup + [IncludeLaunchDescription(
         PythonLaunchDescriptionSource(
             PathJoinSubstitution(
                 [FindPackageShare('carla_spawn_objects'), 'carla_example_ego_vehicle.launch.py'])),

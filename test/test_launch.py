@@ -508,6 +508,40 @@ def _launch_module(name: str) -> ModuleType:
     return module
 
 
+def test_carla_objects_copy_is_deleted_when_launch_shuts_down() -> None:
+    """The objects file copied for a custom role name does not outlive the launch."""
+    module = _launch_module('carla_bridge.launch.py')
+    from launch import LaunchContext, LaunchDescription, LaunchService
+    from launch.actions import EmitEvent, IncludeLaunchDescription, RegisterEventHandler
+    from launch.events import Shutdown
+    context = LaunchContext()
+    shipped = str(CONFIG_DIR / 'carla_objects.json')
+    context.launch_configurations.update(
+        {'objects_definition_file': shipped, 'role_name': 'hero', 'spawn_point': ''})
+    actions = module.spawn_ego_vehicle(context)
+    (include,) = [a for a in actions if isinstance(a, IncludeLaunchDescription)]
+    copy = dict(include.launch_arguments)['objects_definition_file']
+    copy_path = copy if isinstance(copy, str) else copy[0].perform(context)
+    assert copy_path != shipped and os.path.isfile(copy_path)
+    handlers = [a for a in actions if isinstance(a, RegisterEventHandler)]
+    assert len(handlers) == 1
+    try:
+        service = LaunchService()
+        service.include_launch_description(
+            LaunchDescription(handlers + [EmitEvent(event=Shutdown(reason='test'))]))
+        assert service.run() == 0
+        assert not os.path.exists(copy_path)
+        assert os.path.isfile(shipped)
+    finally:
+        if os.path.exists(copy_path):
+            os.remove(copy_path)
+
+    # The shipped file is used as it is and never deleted.
+    context.launch_configurations['role_name'] = 'ego_vehicle'
+    assert not [a for a in module.spawn_ego_vehicle(context)
+                if isinstance(a, RegisterEventHandler)]
+
+
 @pytest.mark.parametrize('name', sorted(EXPECTED_INCLUDES))
 def test_launch_descriptions_build_with_documented_arguments(name: str) -> None:
     """generate_launch_description() builds and declares the arguments the source declares."""
