@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import math
 import signal
 import threading
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 
 def ray_module() -> Any:
@@ -65,16 +65,18 @@ class WorkerPlan:
         return text
 
 
-def plan_workers(resources: Dict[str, float], node_cpus: int, bags: int,
+def plan_workers(resources: Dict[str, float], nodes: Sequence[Mapping[str, float]], bags: int,
                  num_workers: Optional[int], gpus_per_worker: float) -> WorkerPlan:
     """
     Size the workers: never more than there are bags, never more threads than cores.
 
-    ``resources`` is ``ray.cluster_resources()``; ``node_cpus`` is the CPU count of the
-    largest node (a worker cannot span nodes).  Defaults: one single-threaded worker per CPU,
+    ``resources`` is ``ray.cluster_resources()``; ``nodes`` holds the resources of each live
+    node (:func:`node_resources`): a worker cannot span nodes, so it asks for no more CPUs than
+    the largest node that has the GPUs it needs.  Defaults: one single-threaded worker per CPU,
     or one worker per ``gpus_per_worker`` GPUs when that is given.
 
-    :raises ValueError: for a negative or zero worker count, or GPUs the cluster does not have.
+    :raises ValueError: for a negative or zero worker count, or GPUs the cluster does not have
+        (in total, or on any one node): such a worker could never start.
     """
     total_cpus = max(1, int(resources.get('CPU', 1)))
     total_gpus = float(resources.get('GPU', 0.0))
@@ -83,6 +85,12 @@ def plan_workers(resources: Dict[str, float], node_cpus: int, bags: int,
     if gpus_per_worker > 0 and total_gpus < gpus_per_worker:
         raise ValueError('--gpus-per-worker %g asks for GPUs, but the Ray cluster has %g'
                          % (gpus_per_worker, total_gpus))
+    hosts = [node for node in nodes if float(node.get('GPU', 0.0)) >= gpus_per_worker]
+    if nodes and not hosts:
+        raise ValueError('--gpus-per-worker %g: no node of the Ray cluster has that many GPUs '
+                         '(the most on one node is %g); a worker cannot span nodes'
+                         % (gpus_per_worker, max(float(n.get('GPU', 0.0)) for n in nodes)))
+    node_cpus = max([int(node.get('CPU', 0)) for node in hosts] or [total_cpus])
     if num_workers is not None and num_workers < 1:
         raise ValueError('--num-workers must be >= 1, got %d' % num_workers)
     if num_workers is None:
@@ -91,13 +99,11 @@ def plan_workers(resources: Dict[str, float], node_cpus: int, bags: int,
         else:
             num_workers = total_cpus
     workers = max(1, min(num_workers, bags))
-    cpus = max(1, min(total_cpus // workers, max(1, node_cpus)))
+    cpus = max(1, min(total_cpus // workers, node_cpus))
     return WorkerPlan(workers=workers, cpus=cpus, gpus=float(gpus_per_worker))
 
 
-def largest_node_cpus() -> int:
-    """Return the CPU count of the largest live node of the connected cluster."""
+def node_resources() -> List[Dict[str, float]]:
+    """Return the resources (``CPU``, ``GPU``, ...) of each live node of the connected cluster."""
     ray = ray_module()
-    counts = [int(node.get('Resources', {}).get('CPU', 0)) for node in ray.nodes()
-              if node.get('Alive')]
-    return max(counts) if counts else 1
+    return [dict(node.get('Resources', {})) for node in ray.nodes() if node.get('Alive')]

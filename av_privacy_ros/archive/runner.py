@@ -7,7 +7,7 @@ import time
 from typing import Any, Callable, Mapping, Optional
 
 from .actors import CrashOnce
-from .cluster import connect, disconnect, largest_node_cpus, plan_workers, ray_module
+from .cluster import connect, disconnect, node_resources, plan_workers, ray_module
 from .discovery import check_folders, find_bags
 from .manifest import Manifest
 from .progress import ArchiveProgress
@@ -67,7 +67,7 @@ def run_archive(input_dir: Any, output_dir: Any, *, params: Optional[Mapping[str
     progress = ArchiveProgress(len(jobs), enabled=show_progress)
     try:
         ray = ray_module()
-        plan = plan_workers(ray.cluster_resources(), largest_node_cpus(), len(jobs),
+        plan = plan_workers(ray.cluster_resources(), node_resources(), len(jobs),
                             num_workers, gpus_per_worker)
         report.plan = plan.describe()
         say('Ray cluster: %s; %s' % (_resources_text(ray.cluster_resources()), report.plan))
