@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-import pytest
-
 from av_privacy_ros.archive.cluster import plan_workers
+import pytest
 
 
 def _cluster(nodes: List[Dict[str, float]]) -> Dict[str, float]:
