@@ -43,7 +43,7 @@ setup(
             'anonymizer_node = av_privacy_ros.node:main',
             'sample_camera = av_privacy_ros.sample_camera:main',
             'av_privacy_demo = av_privacy_ros.demo:main',
-            'anonymize_bag = av_privacy_ros.bag:main',
+            'anonymize_bag = av_privacy_ros.bag.cli:main',
             'evaluate_masks = av_privacy_ros.evaluation.cli:main',
             'anonymize_archive = av_privacy_ros.archive.cli:main',
         ],

@@ -269,6 +269,42 @@ def test_masks_are_read_from_a_mono8_topic_in_a_bag(tmp_path: Path) -> None:
         ev.read_bag_masks(tmp_path / 'bag', '/mask', 'index')
 
 
+def test_masks_are_read_from_a_bag_that_also_holds_a_service_event_topic(tmp_path: Path
+                                                                         ) -> None:
+    """
+    A bag recorded with service-event topics (Jazzy) still gives its masks.
+
+    rosbags cannot parse the schema ``ros2 bag record`` stores for a service-event topic; the
+    evaluation reads bags as the bag tool does, one definition at a time, so that topic does
+    not stop the whole bag.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import get_typestore, Stores
+
+    store = get_typestore(Stores.LATEST)
+    image_type = store.types['sensor_msgs/msg/Image']
+    header_type = store.types['std_msgs/msg/Header']
+    time_type = store.types['builtin_interfaces/msg/Time']
+    ref = _moving_squares(3, shape=(30, 40))
+    service_schema = ('=' * 80 + '\nSRV: example_interfaces/srv/AddTwoInts\n'
+                      'int64 a\nint64 b\n---\nint64 sum\n')
+    with Writer(tmp_path / 'bag', version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        events = writer.add_connection('/add_two_ints/_service_event',
+                                       'example_interfaces/srv/AddTwoInts_Event',
+                                       msgdef=service_schema, rihs01='RIHS01_' + 'ab' * 32)
+        conn = writer.add_connection('/anonymizer/mask', image_type.__msgtype__,
+                                     typestore=store)
+        for k, mask in ref.items():
+            writer.write(events, (100 + k) * 10 ** 9, bytes(8))
+            msg = image_type(header_type(time_type(100 + k, 0), 'cam'), 30, 40, 'mono8', 0,
+                             40, (mask.astype(np.uint8) * 255).reshape(-1))
+            writer.write(conn, (100 + k) * 10 ** 9 + 1,
+                         store.serialize_cdr(msg, image_type.__msgtype__))
+    masks = ev.read_bag_masks(tmp_path / 'bag', '/anonymizer/mask', 'stamp')
+    assert sorted(masks) == [(100 + k) * 10 ** 9 for k in ref]
+    assert all(np.array_equal(masks[(100 + k) * 10 ** 9], ref[k]) for k in ref)
+
+
 # -- privacy -----------------------------------------------------------------------------------
 def _privacy_session(tmp_path: Path, boxes_format: str) -> Path:
     """Track a (40 px face): covered, half covered, covered, then 3 frames without a mask."""

@@ -8,8 +8,8 @@ from typing import Any, Dict, Optional, Sequence
 
 from .manifest import MANIFEST_NAME
 from .runner import run_archive
-from .. import params as params_mod
-from ..bag import DEFAULT_BACKWARD_FRAMES, DEFAULT_JPEG_QUALITY, parse_param
+from ..bag.api import DEFAULT_BACKWARD_FRAMES, DEFAULT_JPEG_QUALITY
+from ..bag.cli import parameter_overrides, parse_param, stop_on_sigterm
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,25 +73,17 @@ def bag_options(args: argparse.Namespace) -> Dict[str, Any]:
             'backward_frames': int(args.backward_frames)}
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt  # unwinds like Ctrl-C: workers stopped, staging folders removed
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the anonymize_archive command line; return the exit status."""
     args = build_parser().parse_args(argv)
     if argv is None:
-        import signal
-        signal.signal(signal.SIGTERM, _terminate)
+        stop_on_sigterm()  # unwinds like Ctrl-C: workers stopped, staging folders removed
 
     def say(text: str) -> None:
         print(text, flush=True)
 
     try:
-        overrides: Dict[str, Any] = {}
-        if args.params_file:
-            overrides.update(params_mod.load_params_file(args.params_file))
-        overrides.update(dict(args.param))
+        overrides = parameter_overrides(args.params_file, args.param)
         report = run_archive(args.input, args.output, params=overrides,
                              bag_options=bag_options(args), force=args.force,
                              address=args.address, num_workers=args.num_workers,

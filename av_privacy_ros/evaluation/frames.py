@@ -121,24 +121,40 @@ def bag_images(bag: PathLike, topic: str) -> Iterator[Any]:
     """
     Yield the messages of an image topic in a rosbag2 (or rosbag1), in bag order.
 
-    The one place the evaluation opens a bag (rosbags' AnyReader); the messages need
-    ``encoding``, ``height``, ``width``, ``step``, ``data`` and ``header.stamp``. A missing bag
-    or topic raises ValueError naming the topics the bag has.
+    The one place the evaluation opens a bag, through the bag tool's reader
+    (:func:`av_privacy_ros.bag.reader.open_bag`), so both tools read a bag with the same
+    message definitions; the messages need ``encoding``, ``height``, ``width``, ``step``,
+    ``data`` and ``header.stamp``. A missing, unreadable or corrupt bag, or a missing topic,
+    raises ValueError naming the topics the bag has.
     """
-    from rosbags.highlevel import AnyReader
-    from rosbags.typesys import get_typestore, Stores
+    from ..bag.errors import BagError
+    from ..bag.reader import iter_raw, open_bag
 
     bag = Path(bag)
     if not bag.exists():
         raise ValueError('bag %s does not exist' % bag)
-    with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_HUMBLE)) as reader:
+    try:
+        reader = open_bag(bag)
+    except BagError as exc:
+        raise ValueError(str(exc)) from exc
+    try:
         connections = [c for c in reader.connections if c.topic == topic]
         if not connections:
             raise ValueError('bag %s has no topic %s (topics: %s)'
                              % (bag, topic, ', '.join(sorted({c.topic for c in
                                                               reader.connections}))))
-        for conn, _, raw in reader.messages(connections=connections):
-            yield reader.deserialize(raw, conn.msgtype)
+        unparsed: Dict[str, str] = dict(getattr(reader, 'unparsed', {}))
+        for conn in connections:
+            if conn.msgtype in unparsed:
+                raise ValueError('bag %s: the definition of %s (topic %s) cannot be read: %s'
+                                 % (bag, conn.msgtype, topic, unparsed[conn.msgtype]))
+        try:
+            for conn, _, raw in iter_raw(reader, bag, connections):
+                yield reader.deserialize(raw, conn.msgtype)
+        except BagError as exc:
+            raise ValueError(str(exc)) from exc
+    finally:
+        reader.close()
 
 
 def read_bag_masks(bag: PathLike, topic: str, mode: str) -> Dict[int, np.ndarray]:
