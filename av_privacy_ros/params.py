@@ -3,7 +3,9 @@ The one parameter table shared by the node, the bag tool, the configs and the do
 
 Pure Python (no rclpy): the node declares ROS parameters from :data:`PARAMETERS`, the bag tool
 and the evaluation tool read the same names from a node params YAML, and the tests check every
-``config/*.yaml`` against this table.
+``config/*.yaml`` against this table. :func:`validate` is the one check of a value against its
+bounds; :class:`av_privacy_ros.settings.PipelineSettings` builds the pipeline's frozen,
+validated settings from this table with it.
 """
 
 from __future__ import annotations
@@ -433,12 +435,7 @@ def masker_kwargs(values: Mapping[str, Any]) -> Dict[str, Any]:
 def process_kwargs(values: Mapping[str, Any]) -> Dict[str, Any]:
     """Map parameter values to the per-frame keyword arguments of process_arrays."""
     from .settings import PipelineSettings  # settings.py is built on this table
-    settings = PipelineSettings.from_values(values)
-    return {
-        'use_depth_for_mask': settings.use_depth_for_mask,
-        'pad_ratio': settings.pad_ratio,
-        'oval_boxes': settings.oval_boxes,
-    }
+    return PipelineSettings.from_values(values).process_keywords()
 
 
 def markdown_table(specs: Iterable[ParamSpec] = PARAMETERS) -> str:

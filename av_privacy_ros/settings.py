@@ -179,6 +179,11 @@ class PipelineSettings:
             'tiles_per_frame': self.tiles_per_frame,
         }
 
+    def process_keywords(self) -> Dict[str, Any]:
+        """Return the mask arguments of AVPrivacyMasker.process for these settings."""
+        return {'use_depth_for_mask': self.use_depth_for_mask, 'pad_ratio': self.pad_ratio,
+                'oval_boxes': self.oval_boxes}
+
     @property
     def det_size(self) -> Optional[Tuple[int, int]]:
         """Return the detector input (width, height), or None to follow the frame."""
