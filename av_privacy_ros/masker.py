@@ -175,8 +175,7 @@ class AVPrivacyMasker:
             changes['providers'] = device_providers(device)
         settings = settings.replace(**changes)
         self.settings = settings
-        self.focal_px = 0.0
-        self.set_focal_length(focal_px)
+        self.focal_px = _focal_length(focal_px)
         # Per stream (rotation, carried faces); the detector itself may be shared.
         self.scaled_detection = ScaledDetection(settings.scale_policy, settings.tile_overlap,
                                                 settings.tiles_per_frame)
@@ -225,9 +224,10 @@ class AVPrivacyMasker:
         """Apply settings by field name, e.g. ``conf_thresh=0.4``: settings.replace, update."""
         focal_px = changes.pop('focal_px', None)
         settings = self.settings.replace(**changes)
-        if focal_px is not None:
-            self.set_focal_length(focal_px)
+        focal = None if focal_px is None else _focal_length(focal_px)  # all checked first
         self.update(settings)
+        if focal is not None:
+            self.focal_px = focal
 
     def set_focal_length(self, focal_px: float) -> None:
         """
@@ -235,11 +235,7 @@ class AVPrivacyMasker:
 
         With ``walking_speed`` > 0 and a depth image it sets how fast a held face grows.
         """
-        value = float(focal_px)
-        if not (math.isfinite(value) and value >= 0.0):
-            raise ValueError('the focal length must be a finite number of pixels >= 0, got %r'
-                             % (focal_px,))
-        self.focal_px = value
+        self.focal_px = _focal_length(focal_px)
 
     def reset_tracking(self) -> None:
         """
@@ -497,6 +493,18 @@ class AVPrivacyMasker:
             if depth is None:
                 raise ValueError('cannot read depth image %s' % depth_path)
         return self.process_arrays(bgr, depth, **kwargs)
+
+
+def _focal_length(focal_px: Any) -> float:
+    """Return a focal length in pixels as a float; raise ValueError unless finite and >= 0."""
+    try:
+        value = float(focal_px)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0.0):
+        raise ValueError('the focal length must be a finite number of pixels >= 0, got %r'
+                         % (focal_px,))
+    return value
 
 
 def _mask_shape(settings: PipelineSettings, pad_ratio: Optional[float],

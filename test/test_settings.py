@@ -134,7 +134,7 @@ def test_seed_keywords_and_masker_kwargs_keep_their_meaning(
     assert from_kwargs.settings == PipelineSettings.from_values(values)
     assert masker.conf_thresh == 0.5 and from_kwargs.anon_block == 16  # seed attributes
     with pytest.raises(AttributeError, match='configure'):
-        masker.conf_thresh = 0.9  # type: ignore[misc]
+        masker.conf_thresh = 0.9
     with pytest.raises(TypeError, match='colour'):
         AVPrivacyMasker(detector=centerface, colour='red')
 
