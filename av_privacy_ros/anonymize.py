@@ -246,8 +246,8 @@ def private_pixelate(bgr: np.ndarray, mask: np.ndarray, grids: Sequence[FaceGrid
     """
     check_bgr(bgr)
     mask = check_mask(mask, bgr.shape[:2])
-    if noise < 0 or noise > 255:
-        raise ValueError('noise must be within 0..255, got %r' % noise)
+    # The settings' bounds are checked once, in settings.PipelineSettings; what is checked
+    # here is what this function cannot run without.
     if noise_mode not in NOISE_MODES:
         raise ValueError('noise_mode must be one of %s, got %r'
                          % (', '.join(NOISE_MODES), noise_mode))

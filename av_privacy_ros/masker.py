@@ -14,25 +14,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import logging
+import math
 from pathlib import Path
 import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
 
-from .anonymize import (anchored_grid, anonymize_depth, DEFAULT_CELLS_ACROSS,
-                        DEFAULT_DP_PIXELS, DEFAULT_EPSILON, FaceGrid, fast_pixelate,
-                        NoiseTables, private_pixelate, whole_frame_block)
+from .anonymize import (anchored_grid, anonymize_depth, FaceGrid, fast_pixelate, NoiseTables,
+                        private_pixelate, whole_frame_block)
 from .checks import check_bgr, check_boxes, check_depth
 from .detection import create_detector, Detections, device_providers, FaceDetector
 from .masks import build_depth_mask, build_mask_from_boxes, face_regions
-from .params import NOISE_MODES
-from .scale_policy import (DEFAULT_SCALE_POLICY, DEFAULT_TILE_OVERLAP, DEFAULT_TILES_PER_FRAME,
-                           ScaledDetection)
-from .tracking import (DEFAULT_GROW_PX_PER_FRAME, DEFAULT_HOLD_FRAMES, face_depths,
-                       FaceTracker, grow_px_from_speed, TrackedFace)
+from .scale_policy import ScaledDetection
+from .settings import FIELD_PARAMS, PipelineSettings
+from .tracking import face_depths, FaceTracker, grow_px_from_speed, TrackedFace
 
 LOGGER = logging.getLogger('av_privacy_ros.masker')
 
@@ -78,64 +76,66 @@ class FrameResult:
         return sum(1 for track in self.tracks if track.source == 'held')
 
 
-def _is_int(value: Any) -> bool:
-    """Return True for integers (and floats without a fraction), not for booleans."""
-    if isinstance(value, (bool, np.bool_)):
-        return False
-    try:
-        return float(value) == int(value)
-    except (TypeError, ValueError, OverflowError):
-        return False
+# The seed API's default face score threshold, kept for compatibility; the node, the configs
+# and PipelineSettings() use the privacy-first table default (0.3).
+SEED_API_CONF_THRESH = 0.5
+
+
+class _SettingView:
+    """A read-only attribute of the masker that shows one field of its settings."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, masker: Optional['AVPrivacyMasker'], owner: type) -> Any:
+        if masker is None:
+            return self
+        return getattr(masker.settings, self.name)
+
+    def __set__(self, masker: 'AVPrivacyMasker', value: Any) -> None:
+        raise AttributeError('%s is a setting: use masker.configure(%s=...) or '
+                             'masker.update(settings)' % (self.name, self.name))
 
 
 class AVPrivacyMasker:
     """Find faces, mask them and anonymize colour (and optionally depth) images."""
 
-    # The live settings: :meth:`configure` validates them and sets them as given (a numpy
-    # number stays one), so the pipeline converts each where it uses it.
-    conf_thresh: float
-    anon_block: int
-    anon_noise: int
-    dilate_kernel: int
-    enable_depth_anon: bool
-    noise_mode: str
-    depth_noise_std: float
-    depth_near_margin: float
-    depth_far_margin: float
-    hold_frames: int
-    grow_px_per_frame: float
-    cells_across: int
-    epsilon: float
-    dp_pixels: int
-    walking_speed: float
-    frame_rate: float
-    focal_px: float
+    # The seed API's attributes, read from :attr:`settings` (change them with update).
+    conf_thresh = _SettingView()
+    anon_block = _SettingView()
+    anon_noise = _SettingView()
+    dilate_kernel = _SettingView()
+    enable_depth_anon = _SettingView()
+    noise_mode = _SettingView()
+    depth_noise_std = _SettingView()
+    depth_near_margin = _SettingView()
+    depth_far_margin = _SettingView()
+    hold_frames = _SettingView()
+    grow_px_per_frame = _SettingView()
+    cells_across = _SettingView()
+    epsilon = _SettingView()
+    dp_pixels = _SettingView()
+    walking_speed = _SettingView()
+    frame_rate = _SettingView()
 
-    def __init__(self, device: str = 'cuda', conf_thresh: float = 0.5, anon_block: int = 24,
-                 anon_noise: int = 20, dilate_kernel: int = 13,
-                 det_size: Optional[Tuple[int, int]] = None, verbose: bool = False,
-                 enable_depth_anon: bool = False, backend: str = 'auto',
-                 model_path: Optional[Union[str, Path]] = None,
-                 providers: Optional[Sequence[str]] = None, seed: Optional[int] = None,
-                 noise_mode: str = 'cell', depth_noise_std: float = 0.05,
-                 depth_near_margin: float = 0.4, depth_far_margin: float = 0.4,
-                 trt_fp16: bool = True, trt_cache_dir: Optional[str] = None,
-                 allow_download: bool = False,
-                 detector: Optional[FaceDetector] = None,
-                 hold_frames: int = DEFAULT_HOLD_FRAMES,
-                 grow_px_per_frame: float = DEFAULT_GROW_PX_PER_FRAME,
-                 cells_across: int = DEFAULT_CELLS_ACROSS, epsilon: float = DEFAULT_EPSILON,
-                 dp_pixels: int = DEFAULT_DP_PIXELS, walking_speed: float = 0.0,
-                 frame_rate: float = 30.0, focal_px: float = 0.0,
-                 scale_policy: str = DEFAULT_SCALE_POLICY,
-                 tile_overlap: int = DEFAULT_TILE_OVERLAP,
-                 tiles_per_frame: int = DEFAULT_TILES_PER_FRAME) -> None:
+    def __init__(self, settings: Union[PipelineSettings, str, None] = None,
+                 detector: Optional[FaceDetector] = None, *, device: Optional[str] = None,
+                 verbose: bool = False, focal_px: float = 0.0, **changes: Any) -> None:
         """
-        Create the detector (or use the injected ``detector``) and set the parameters.
+        Create the detector (or use the injected ``detector``) for ``settings``.
+
+        ``settings`` is a :class:`~av_privacy_ros.settings.PipelineSettings`; keyword
+        ``changes`` (its field names) are applied on top. Without it, the seed API:
+        ``AVPrivacyMasker(device='cuda', conf_thresh=0.5, anon_block=24, ...)`` (or
+        ``AVPrivacyMasker('cpu')``) starts from the table's defaults except a score threshold
+        of 0.5 and the providers of ``device``; ``det_size=(w, h)``, ``model_path=None``,
+        ``seed=None`` and ``providers=None`` keep their seed meanings. Every value is checked
+        once, against the parameter table; a bad one raises ValueError naming the parameter.
 
         ``det_size`` is the detector input (width, height); None follows the frame's aspect
-        (640×480 for VGA). The seed's ``(640, 640)`` is still accepted. ``providers`` (short
-        names tensorrt/cuda/cpu) overrides the preference derived from ``device``.
+        (640×480 for VGA). ``providers`` (short names tensorrt/cuda/cpu) overrides the
+        preference derived from ``device``. ``focal_px`` is the camera's focal length in
+        pixels (see :meth:`set_focal_length`).
 
         Temporal hold: a face the detector misses stays masked for ``hold_frames`` frames, its
         box growing by ``grow_px_per_frame`` pixels per frame on every side; with
@@ -150,74 +150,92 @@ class AVPrivacyMasker:
         tiles (``tiles_per_frame`` per frame, overlapping by ``tile_overlap`` pixels) to the
         detector pass on frames larger than the detector input; ``'fixed'`` does not.
         """
+        if isinstance(settings, str):  # the seed API's first positional argument
+            if device is not None:
+                raise TypeError('AVPrivacyMasker() got the device twice (%r and %r)'
+                                % (settings, device))
+            device, settings = settings, None
+        if detector is not None and not callable(getattr(detector, 'detect', None)):
+            raise TypeError('AVPrivacyMasker(settings, detector): the second argument must be '
+                            'a face detector, got %r; pass seed settings by keyword'
+                            % (detector,))
+        unknown = sorted(set(changes) - set(FIELD_PARAMS) - {'det_size'})
+        if unknown:
+            raise TypeError('AVPrivacyMasker() got an unexpected keyword argument %r'
+                            % unknown[0])
+        if changes.get('providers', ()) is None:
+            del changes['providers']  # the seed's None: the providers of ``device``
+        if settings is None:
+            settings = PipelineSettings(conf_thresh=SEED_API_CONF_THRESH)
+            device = device or 'cuda'
+        elif not isinstance(settings, PipelineSettings):
+            raise TypeError('settings must be a PipelineSettings, got %s'
+                            % type(settings).__name__)
+        if device is not None and 'providers' not in changes:
+            changes['providers'] = device_providers(device)
+        settings = settings.replace(**changes)
+        self.settings = settings
+        self.focal_px = _focal_length(focal_px)
         # Per stream (rotation, carried faces); the detector itself may be shared.
-        self.scaled_detection = ScaledDetection(scale_policy, tile_overlap, tiles_per_frame)
+        self.scaled_detection = ScaledDetection(settings.scale_policy, settings.tile_overlap,
+                                                settings.tiles_per_frame)
         self.verbose = verbose
         self.warnings: List[str] = []
         if detector is None:
-            preference = list(providers) if providers else list(device_providers(device))
             detector, self.warnings = create_detector(
-                backend=backend, model_path=model_path, providers=preference,
-                det_size=det_size, trt_fp16=trt_fp16, trt_cache_dir=trt_cache_dir,
-                allow_download=allow_download)
+                backend=settings.backend, model_path=settings.model_path or None,
+                providers=list(settings.providers), det_size=settings.det_size,
+                trt_fp16=settings.trt_fp16, trt_cache_dir=settings.trt_cache_dir or None,
+                allow_download=settings.allow_download)
             for message in self.warnings:
                 LOGGER.warning(message)
         self.detector = detector
-        self.rng = np.random.default_rng(seed)
-        self._lock = threading.Lock()
+        self.rng = np.random.default_rng(settings.rng_seed)
         self._track_lock = threading.Lock()
-        self.tracker = FaceTracker(rng=self.rng)
+        self.tracker = FaceTracker(settings, rng=self.rng)
         self.noise_tables = NoiseTables()
         self._stream_shape: Optional[Tuple[int, int]] = None
         self.ready = False
-        self.configure(conf_thresh=conf_thresh, anon_block=anon_block, anon_noise=anon_noise,
-                       dilate_kernel=dilate_kernel, enable_depth_anon=enable_depth_anon,
-                       noise_mode=noise_mode, depth_noise_std=depth_noise_std,
-                       depth_near_margin=depth_near_margin, depth_far_margin=depth_far_margin,
-                       hold_frames=hold_frames, grow_px_per_frame=grow_px_per_frame,
-                       cells_across=cells_across, epsilon=epsilon, dp_pixels=dp_pixels,
-                       walking_speed=walking_speed, frame_rate=frame_rate, focal_px=focal_px)
         if verbose:
             LOGGER.info('detector %s on %s', self.backend, self.provider)
 
     # -- configuration -------------------------------------------------------------------
-    def configure(self, **settings: Any) -> None:
-        """Validate and apply settings that may change while frames are processed."""
-        checks = {
-            'conf_thresh': lambda v: 0.0 < float(v) < 1.0,
-            'anon_block': lambda v: int(v) >= 1,
-            'anon_noise': lambda v: 0 <= int(v) <= 255,
-            'dilate_kernel': lambda v: int(v) >= 0,
-            'enable_depth_anon': lambda v: isinstance(v, (bool, np.bool_)),
-            'noise_mode': lambda v: v in NOISE_MODES,
-            'depth_noise_std': lambda v: float(v) >= 0.0,
-            'depth_near_margin': lambda v: float(v) >= 0.0,
-            'depth_far_margin': lambda v: float(v) >= 0.0,
-            'hold_frames': lambda v: _is_int(v) and int(v) >= 0,
-            'grow_px_per_frame': lambda v: 0.0 <= float(v) < 1e6,
-            'cells_across': lambda v: _is_int(v) and int(v) >= 0,
-            'epsilon': lambda v: 0.0 < float(v) < float('inf'),
-            'dp_pixels': lambda v: _is_int(v) and int(v) >= 1,
-            'walking_speed': lambda v: 0.0 <= float(v) < 1e3,
-            'frame_rate': lambda v: 0.0 < float(v) < 1e6,
-            'focal_px': lambda v: 0.0 <= float(v) < 1e7,
-        }
-        for name, value in settings.items():
-            check = checks.get(name)
-            if check is None:
-                raise ValueError('unknown setting %r' % name)
-            if not check(value):
-                raise ValueError('invalid value %r for %s' % (value, name))
-        tracker_keys = ('hold_frames', 'grow_px_per_frame', 'cells_across')
-        tracker_settings = {key: settings[key] for key in tracker_keys if key in settings}
-        if 'anon_block' in settings:
-            tracker_settings['block'] = int(settings['anon_block'])
-        with self._lock:
-            for name, value in settings.items():
-                setattr(self, name, value)
-            if tracker_settings:
-                with self._track_lock:
-                    self.tracker.configure(**tracker_settings)
+    def update(self, settings: PipelineSettings) -> None:
+        """
+        Use ``settings`` from the next frame on (what the node does on a parameter change).
+
+        The fields of read-only parameters (detector, scale policy, seed) cannot change on a
+        running masker: a ValueError names them and the masker keeps its settings; create a
+        new AVPrivacyMasker for those.
+        """
+        if not isinstance(settings, PipelineSettings):
+            raise TypeError('update() takes a PipelineSettings, got %s'
+                            % type(settings).__name__)
+        fixed = self.settings.fixed_changes(settings)
+        if fixed:
+            raise ValueError('%s cannot change on a running masker (read-only: it needs a new '
+                             'detector or stream); create a new AVPrivacyMasker'
+                             % ', '.join(fixed))
+        with self._track_lock:
+            self.settings = settings
+            self.tracker.settings = settings
+
+    def configure(self, **changes: Any) -> None:
+        """Apply settings by field name, e.g. ``conf_thresh=0.4``: settings.replace, update."""
+        focal_px = changes.pop('focal_px', None)
+        settings = self.settings.replace(**changes)
+        focal = None if focal_px is None else _focal_length(focal_px)  # all checked first
+        self.update(settings)
+        if focal is not None:
+            self.focal_px = focal
+
+    def set_focal_length(self, focal_px: float) -> None:
+        """
+        Set the camera's focal length in pixels (from camera_info; 0 when unknown).
+
+        With ``walking_speed`` > 0 and a depth image it sets how fast a held face grows.
+        """
+        self.focal_px = _focal_length(focal_px)
 
     def reset_tracking(self) -> None:
         """
@@ -245,38 +263,54 @@ class AVPrivacyMasker:
     def detect(self, bgr: np.ndarray) -> Detections:
         """Return the faces in a BGR image at the current confidence threshold."""
         check_bgr(bgr)
-        return self.detector.detect(np.ascontiguousarray(bgr), float(self.conf_thresh))
+        return self.detector.detect(np.ascontiguousarray(bgr), self.settings.conf_thresh)
 
     def detect_faces(self, bgr: np.ndarray) -> np.ndarray:
         """Return the N×4 float32 face boxes (x1, y1, x2, y2) of a BGR image."""
         return self.detect(bgr).boxes
 
     def build_mask_from_boxes(self, shape_hw: Tuple[int, int], boxes: np.ndarray,
-                              pad_ratio: float = 0.25, oval_boxes: bool = True) -> np.ndarray:
-        """Return the padded oval (or rectangle) mask of ``boxes``, dilated."""
+                              pad_ratio: Optional[float] = None,
+                              oval_boxes: Optional[bool] = None) -> np.ndarray:
+        """Return the padded oval (or rectangle) mask of ``boxes``, dilated (None: settings)."""
+        settings = self.settings
+        pad_ratio, oval_boxes = _mask_shape(settings, pad_ratio, oval_boxes)
         return build_mask_from_boxes(shape_hw, boxes, pad_ratio, oval_boxes,
-                                     int(self.dilate_kernel))
+                                     settings.dilate_kernel)
 
     def build_mask_numpy(self, depth: np.ndarray, boxes: np.ndarray,
-                         pad_ratio: float = 0.25, oval_boxes: bool = True) -> np.ndarray:
+                         pad_ratio: Optional[float] = None,
+                         oval_boxes: Optional[bool] = None) -> np.ndarray:
         """Return the depth-guided mask of ``boxes`` (see masks.build_depth_mask)."""
-        return build_depth_mask(depth, boxes, pad_ratio, float(self.depth_near_margin),
-                                float(self.depth_far_margin), int(self.dilate_kernel),
-                                oval_boxes)
+        settings = self.settings
+        pad_ratio, oval_boxes = _mask_shape(settings, pad_ratio, oval_boxes)
+        return build_depth_mask(depth, boxes, pad_ratio, settings.depth_near_margin,
+                                settings.depth_far_margin, settings.dilate_kernel, oval_boxes)
 
     def fast_pixelate(self, bgr: np.ndarray, mask: np.ndarray,
                       regions: Optional[np.ndarray] = None) -> np.ndarray:
         """Return ``bgr`` with the masked pixels replaced by a noisy mosaic (image grid)."""
-        return fast_pixelate(bgr, mask, int(self.anon_block), int(self.anon_noise), self.rng,
-                             str(self.noise_mode), regions, float(self.epsilon),
-                             int(self.dp_pixels))
+        settings = self.settings
+        return fast_pixelate(bgr, mask, settings.anon_block, settings.anon_noise, self.rng,
+                             settings.noise_mode, regions, settings.epsilon, settings.dp_pixels)
 
     def private_pixelate(self, bgr: np.ndarray, mask: np.ndarray, grids: List[FaceGrid],
                          regions: np.ndarray) -> np.ndarray:
         """Return ``bgr`` with each face's masked pixels replaced by its tracked private mosaic."""
-        return private_pixelate(bgr, mask, grids, regions, int(self.anon_noise),
-                                str(self.noise_mode), float(self.epsilon), int(self.dp_pixels),
+        return self._private_pixelate(self.settings, bgr, mask, grids, regions)
+
+    def _private_pixelate(self, settings: PipelineSettings, bgr: np.ndarray, mask: np.ndarray,
+                          grids: List[FaceGrid], regions: np.ndarray) -> np.ndarray:
+        return private_pixelate(bgr, mask, grids, regions, settings.anon_noise,
+                                settings.noise_mode, settings.epsilon, settings.dp_pixels,
                                 self.rng, self.noise_tables)
+
+    def _depth_output(self, settings: PipelineSettings, depth: Optional[np.ndarray],
+                      mask: np.ndarray) -> Optional[np.ndarray]:
+        """Return the depth to publish: noisy under the mask with depth noise on, else as is."""
+        if depth is None or not settings.enable_depth_anon:
+            return depth
+        return anonymize_depth(depth, mask, settings.depth_noise_std, self.rng)
 
     def warmup(self, width: int = 640, height: int = 480) -> float:
         """
@@ -291,16 +325,22 @@ class AVPrivacyMasker:
         return time.perf_counter() - start
 
     def process(self, bgr: np.ndarray, depth: Optional[np.ndarray] = None,
-                use_depth_for_mask: bool = False, pad_ratio: float = 0.25,
-                oval_boxes: bool = True) -> FrameResult:
+                use_depth_for_mask: Optional[bool] = None, pad_ratio: Optional[float] = None,
+                oval_boxes: Optional[bool] = None) -> FrameResult:
         """
         Anonymize one frame; never return the original pixels.
 
+        The mask shape comes from the settings (``mask_mode``, ``pad_ratio``) unless given
+        here; one frame uses one settings object, even when :meth:`update` runs meanwhile.
         Bad input (wrong dtype, shape, channels, empty image, depth of another size) raises
         ValueError. Any failure after that (detector, mask, anonymizer) yields the frame
         anonymized over its whole area with ``failed_closed=True`` and the error. With depth
         noise off, ``result.depth`` is the input depth array itself (no copy per frame).
         """
+        settings = self.settings
+        if use_depth_for_mask is None:
+            use_depth_for_mask = settings.use_depth_for_mask
+        pad_ratio, oval_boxes = _mask_shape(settings, pad_ratio, oval_boxes)
         check_bgr(bgr)
         if depth is not None:
             depth = check_depth(depth, bgr.shape[:2])
@@ -310,28 +350,27 @@ class AVPrivacyMasker:
         times = dict.fromkeys(STAGES, 0.0)
         start = time.perf_counter()
         try:
-            detections = self.scaled_detection.detect(self.detector, bgr,
-                                                      float(self.conf_thresh),
-                                                      float(self.grow_px_per_frame))
+            detections = self.scaled_detection.detect(self.detector, bgr, settings.conf_thresh,
+                                                      settings.grow_px_per_frame)
             t_detect = time.perf_counter()
-            tracks = self._track(detections, bgr.shape[:2], depth)
+            tracks = self._track(settings, detections, bgr.shape[:2], depth)
             mask_boxes = (np.stack([t.box for t in tracks]).astype(np.float32) if tracks
                           else np.zeros((0, 4), np.float32))
             t_track = time.perf_counter()
             if use_depth_for_mask and depth is not None:
-                mask = self.build_mask_numpy(depth, mask_boxes, pad_ratio, oval_boxes)
+                mask = build_depth_mask(depth, mask_boxes, pad_ratio, settings.depth_near_margin,
+                                        settings.depth_far_margin, settings.dilate_kernel,
+                                        oval_boxes)
             else:
-                mask = self.build_mask_from_boxes(bgr.shape[:2], mask_boxes, pad_ratio,
-                                                  oval_boxes)
-            regions = face_regions(mask_boxes, pad_ratio, int(self.dilate_kernel),
+                mask = build_mask_from_boxes(bgr.shape[:2], mask_boxes, pad_ratio, oval_boxes,
+                                             settings.dilate_kernel)
+            regions = face_regions(mask_boxes, pad_ratio, settings.dilate_kernel,
                                    bgr.shape[:2])
             t_mask = time.perf_counter()
-            image = self.private_pixelate(bgr, mask, [t.grid for t in tracks], regions)
+            image = self._private_pixelate(settings, bgr, mask, [t.grid for t in tracks],
+                                           regions)
             t_anon = time.perf_counter()
-            depth_out = depth
-            if depth is not None:
-                depth_out = (anonymize_depth(depth, mask, float(self.depth_noise_std), self.rng)
-                             if self.enable_depth_anon else depth)
+            depth_out = self._depth_output(settings, depth, mask)
             t_depth = time.perf_counter()
         except Exception as exc:  # noqa: BLE001 - fail closed on any pipeline error
             LOGGER.error('frame failed closed: %s', exc)
@@ -344,14 +383,14 @@ class AVPrivacyMasker:
         return FrameResult(image, depth_out, mask, detections, times, tracks=tracks,
                            mask_boxes=mask_boxes)
 
-    def _track(self, detections: Detections, shape_hw: Tuple[int, int],
-               depth: Optional[np.ndarray]) -> List[TrackedFace]:
+    def _track(self, settings: PipelineSettings, detections: Detections,
+               shape_hw: Tuple[int, int], depth: Optional[np.ndarray]) -> List[TrackedFace]:
         """Update the tracker with this frame's detections; return the faces to mask."""
         grow = None
-        if (depth is not None and len(detections) and float(self.walking_speed) > 0
-                and float(self.focal_px) > 0):
-            grow = grow_px_from_speed(float(self.walking_speed), float(self.frame_rate),
-                                      float(self.focal_px), face_depths(depth, detections.boxes))
+        focal_px = self.focal_px
+        if depth is not None and len(detections) and settings.walking_speed > 0 and focal_px > 0:
+            grow = grow_px_from_speed(settings.walking_speed, settings.frame_rate, focal_px,
+                                      face_depths(depth, detections.boxes))
         with self._track_lock:
             if self._stream_shape != tuple(shape_hw):
                 self.tracker.reset()
@@ -362,8 +401,8 @@ class AVPrivacyMasker:
         return faces
 
     def mask_extra_boxes(self, bgr: np.ndarray, result: FrameResult, extra_boxes: np.ndarray,
-                         depth: Optional[np.ndarray] = None, pad_ratio: float = 0.25,
-                         oval_boxes: bool = True) -> FrameResult:
+                         depth: Optional[np.ndarray] = None, pad_ratio: Optional[float] = None,
+                         oval_boxes: Optional[bool] = None) -> FrameResult:
         """
         Return ``result`` with ``extra_boxes`` masked too (e.g. an offline backward pass).
 
@@ -372,14 +411,17 @@ class AVPrivacyMasker:
         this frame only) and appears in ``tracks`` with id 0 and source ``'backward'``. The
         depth, when given and depth noise is on, is anonymized again under the new mask. A
         failed-closed result is returned as it is; an error yields the whole frame anonymized.
+        ``pad_ratio`` and ``oval_boxes`` default to the settings' mask shape.
         """
+        settings = self.settings
+        pad_ratio, oval_boxes = _mask_shape(settings, pad_ratio, oval_boxes)
         check_bgr(bgr)
         extra = check_boxes(extra_boxes)
         if result.failed_closed or len(extra) == 0:
             return result
         try:
             shape = bgr.shape[:2]
-            block, cells_across = int(self.anon_block), int(self.cells_across)
+            block, cells_across = settings.anon_block, settings.cells_across
             added = [TrackedFace(0, box.copy(), 'backward', 0.0, 0,
                                  anchored_grid(box, block, cells_across,
                                                int(self.rng.integers(0, 1 << 32,
@@ -393,14 +435,13 @@ class AVPrivacyMasker:
                 grids = [anchored_grid(box, block, cells_across)
                          for box in boxes[:len(boxes) - len(extra)]]
             grids += [t.grid for t in added]
-            mask = result.mask | self.build_mask_from_boxes(shape, extra, pad_ratio, oval_boxes)
-            regions = face_regions(boxes, pad_ratio, int(self.dilate_kernel), shape)
-            image = self.private_pixelate(bgr, mask, grids, regions)
+            mask = result.mask | build_mask_from_boxes(shape, extra, pad_ratio, oval_boxes,
+                                                       settings.dilate_kernel)
+            regions = face_regions(boxes, pad_ratio, settings.dilate_kernel, shape)
+            image = self._private_pixelate(settings, bgr, mask, grids, regions)
             depth_out = result.depth
             if depth is not None:
-                depth = check_depth(depth, shape)
-                depth_out = (anonymize_depth(depth, mask, float(self.depth_noise_std), self.rng)
-                             if self.enable_depth_anon else depth)
+                depth_out = self._depth_output(settings, check_depth(depth, shape), mask)
         except Exception as exc:  # noqa: BLE001 - fail closed on any error
             LOGGER.error('frame failed closed: %s', exc)
             return self.anonymize_whole_frame(bgr, depth, error='%s: %s'
@@ -411,27 +452,29 @@ class AVPrivacyMasker:
     def anonymize_whole_frame(self, bgr: np.ndarray, depth: Optional[np.ndarray] = None,
                               error: Optional[str] = None) -> FrameResult:
         """Return the frame anonymized over its whole area (fail-closed output)."""
+        settings = self.settings
         check_bgr(bgr)
         mask = np.ones(bgr.shape[:2], np.bool_)
-        block = whole_frame_block(bgr.shape[:2], int(self.anon_block))
-        noise = max(int(self.anon_noise), 1)
+        block = whole_frame_block(bgr.shape[:2], settings.anon_block)
+        noise = max(settings.anon_noise, 1)
         image = fast_pixelate(bgr, mask, block, noise, self.rng, 'cell')
         depth_out = None
         if depth is not None:
             depth = check_depth(depth, bgr.shape[:2])
-            depth_out = anonymize_depth(depth, mask, max(float(self.depth_noise_std), 0.05),
+            depth_out = anonymize_depth(depth, mask, max(settings.depth_noise_std, 0.05),
                                         self.rng)
         return FrameResult(image, depth_out, mask, Detections.empty(), {}, True, error)
 
     def process_arrays(self, bgr: np.ndarray, depth: Optional[np.ndarray] = None,
-                       use_depth_for_mask: bool = False, pad_ratio: float = 0.25,
-                       oval_boxes: bool = True
+                       use_depth_for_mask: Optional[bool] = None,
+                       pad_ratio: Optional[float] = None, oval_boxes: Optional[bool] = None
                        ) -> Tuple[np.ndarray, Optional[np.ndarray], np.ndarray, np.ndarray,
                                   Dict[str, float]]:
         """
         Return (anonymized BGR image, depth, bool mask, N×4 boxes, stage seconds).
 
-        The first element keeps the seed's name ``rgb_anon`` but is BGR, like the input.
+        The first element keeps the seed's name ``rgb_anon`` but is BGR, like the input. The
+        mask arguments default to the settings (oval masks padded by 0.25 by default).
         """
         result = self.process(bgr, depth, use_depth_for_mask, pad_ratio, oval_boxes)
         return result.image, result.depth, result.mask, result.boxes, result.times
@@ -450,3 +493,22 @@ class AVPrivacyMasker:
             if depth is None:
                 raise ValueError('cannot read depth image %s' % depth_path)
         return self.process_arrays(bgr, depth, **kwargs)
+
+
+def _focal_length(focal_px: Any) -> float:
+    """Return a focal length in pixels as a float; raise ValueError unless finite and >= 0."""
+    try:
+        value = float(focal_px)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0.0):
+        raise ValueError('the focal length must be a finite number of pixels >= 0, got %r'
+                         % (focal_px,))
+    return value
+
+
+def _mask_shape(settings: PipelineSettings, pad_ratio: Optional[float],
+                oval_boxes: Optional[bool]) -> Tuple[float, bool]:
+    """Return (pad ratio, oval) from the arguments, None taking the settings' mask shape."""
+    return (settings.pad_ratio if pad_ratio is None else pad_ratio,
+            settings.oval_boxes if oval_boxes is None else oval_boxes)

@@ -37,6 +37,7 @@ from .image_msgs import (
     bgr_to_image_fields, canonical_encoding, depth_to_image_fields, fill_image_msg,
     image_to_bgr, image_to_depth, mask_to_mono8_fields)
 from .masker import AVPrivacyMasker, FrameResult
+from .settings import PipelineSettings
 from .sync import ApproximateTimePairer, prune_newer, stamp_to_sec
 
 try:  # message_filters is part of a ROS install but not on PyPI.
@@ -48,11 +49,6 @@ except ImportError:  # pragma: no cover - depends on the installation
 NODE_NAME = 'anonymizer'
 WARMUP_SIZE = (640, 480)
 LOG_THROTTLE_S = 5.0
-
-# AVPrivacyMasker keyword arguments that only its constructor takes (read-only parameters).
-_CONSTRUCTION_KEYS = frozenset((
-    'backend', 'model_path', 'allow_download', 'providers', 'trt_fp16', 'trt_cache_dir',
-    'det_size', 'seed'))
 
 
 def _descriptor(spec: params.ParamSpec) -> ParameterDescriptor:
@@ -150,21 +146,23 @@ class AnonymizerNode(Node):
         if problem:
             raise ValueError(problem)
         self._fail_mode = str(self._values['fail_mode'])
-        self._process_kwargs = params.process_kwargs(self._values)
+        self._settings = PipelineSettings.from_values(self._values)
         self._install_log_forwarder()
         if masker is None:
             try:
-                masker = AVPrivacyMasker(**params.masker_kwargs(self._values))
+                masker = AVPrivacyMasker(self._settings)
             except Exception:
                 self._remove_log_forwarder()
                 raise
         else:
             for message in getattr(masker, 'warnings', []):
                 self.get_logger().warning(message)
-            self._apply_live_settings(masker)
+            # An injected masker keeps its detector, scale policy and seed; the live
+            # settings are the node's.
+            masker.update(masker.settings.with_live_from(self._settings))
         self._masker = masker
         self.get_logger().info('face detector: %s on %s' % (masker.backend, masker.provider))
-        self._weakenings = params.privacy_weakenings(self._values)
+        self._weakenings = self._settings.privacy_weakenings()
         self._log_weakenings()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._create_topics()
@@ -211,17 +209,6 @@ class AnonymizerNode(Node):
         core.propagate = False
         if core.level == logging.NOTSET:
             core.setLevel(logging.INFO)
-
-    def _apply_live_settings(self, masker: AVPrivacyMasker) -> None:
-        """Give an injected masker the node's live settings (those it can change)."""
-        kwargs = params.masker_kwargs(self._values)
-        for name, value in kwargs.items():
-            if name in _CONSTRUCTION_KEYS:
-                continue
-            try:
-                masker.configure(**{name: value})
-            except ValueError as exc:
-                self.get_logger().warning('injected masker keeps its own %s: %s' % (name, exc))
 
     def _qos(self, prefix: str) -> QoSProfile:
         reliability = (ReliabilityPolicy.RELIABLE
@@ -291,21 +278,18 @@ class AnonymizerNode(Node):
         problem = combination_problem(new)
         if problem:
             return SetParametersResult(successful=False, reason=problem)
-        old_kwargs = params.masker_kwargs(self._values)
-        new_kwargs = params.masker_kwargs(new)
-        settings = {name: value for name, value in new_kwargs.items()
-                    if old_kwargs.get(name) != value}
-        if settings:
-            try:
-                self._masker.configure(**settings)
-            except ValueError as exc:
-                return SetParametersResult(successful=False, reason=str(exc))
+        try:
+            settings = PipelineSettings.from_values(new)
+            if settings != self._settings:
+                self._masker.update(self._masker.settings.with_live_from(settings))
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
         self._values = new
-        self._process_kwargs = params.process_kwargs(new)
+        self._settings = settings
         self._fail_mode = str(new['fail_mode'])
         for name in changed_names:
             self.get_logger().info('parameter %s set to %r' % (name, new[name]))
-        weakenings = params.privacy_weakenings(new)
+        weakenings = settings.privacy_weakenings()
         if weakenings != self._weakenings:
             self._weakenings = weakenings
             self._log_weakenings()
@@ -391,8 +375,8 @@ class AnonymizerNode(Node):
             return
         self._focal_px = focal
         try:
-            self._masker.configure(focal_px=focal)
-        except ValueError as exc:  # a masker without walking-speed growth
+            self._masker.set_focal_length(focal)
+        except ValueError as exc:  # e.g. an infinite focal length
             self.get_logger().debug('focal length not used: %s' % exc)
             return
         self.get_logger().info('camera_info: focal length %.1f px' % focal)
@@ -470,7 +454,7 @@ class AnonymizerNode(Node):
             result = self._fail_closed(bgr, depth, reason)
         else:
             try:
-                result = self._masker.process(bgr, depth, **self._process_kwargs)
+                result = self._masker.process(bgr, depth)  # mask shape from its settings
             except ValueError as exc:  # input checks (e.g. depth size differs from colour)
                 self._input_error(exc)
                 return

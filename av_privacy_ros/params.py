@@ -3,7 +3,9 @@ The one parameter table shared by the node, the bag tool, the configs and the do
 
 Pure Python (no rclpy): the node declares ROS parameters from :data:`PARAMETERS`, the bag tool
 and the evaluation tool read the same names from a node params YAML, and the tests check every
-``config/*.yaml`` against this table.
+``config/*.yaml`` against this table. :func:`validate` is the one check of a value against its
+bounds; :class:`av_privacy_ros.settings.PipelineSettings` builds the pipeline's frozen,
+validated settings from this table with it.
 """
 
 from __future__ import annotations
@@ -169,6 +171,7 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               'Frames a face stays masked after its detection is lost (6 ≈ 0.2 s at 30 Hz); a '
               'gap one frame longer shows the face. 0 turns the hold off.',
               min_value=0, max_value=300),
+    # 6 px per frame: about 1.2 m/s across the view at 4 m with a 600 px focal length.
     ParamSpec('tracking.grow_px_per_frame', 6.0,
               'Pixels per frame by which a held face box grows on every side (the fastest '
               'the face is assumed to move).', min_value=0.0, max_value=1000.0),
@@ -424,47 +427,15 @@ def privacy_weakenings(values: Mapping[str, Any]) -> List[str]:
 
 
 def masker_kwargs(values: Mapping[str, Any]) -> Dict[str, Any]:
-    """Map parameter values to the keyword arguments of AVPrivacyMasker."""
-    det_w, det_h = int(values['detector.det_width']), int(values['detector.det_height'])
-    seed = int(values['seed'])
-    return {
-        'backend': values['detector.backend'],
-        'model_path': values['detector.model_path'] or None,
-        'allow_download': bool(values['detector.allow_download']),
-        'providers': list(values['detector.providers']),
-        'trt_fp16': bool(values['detector.trt_fp16']),
-        'trt_cache_dir': values['detector.trt_cache_dir'] or None,
-        'conf_thresh': float(values['detector.conf_thresh']),
-        'det_size': (det_w, det_h) if det_w > 0 and det_h > 0 else None,
-        'anon_block': int(values['anonymizer.block']),
-        'anon_noise': int(values['anonymizer.noise']),
-        'noise_mode': values['anonymizer.noise_mode'],
-        'cells_across': int(values['anonymizer.cells_across']),
-        'epsilon': float(values['anonymizer.epsilon']),
-        'dp_pixels': int(values['anonymizer.dp_pixels']),
-        'hold_frames': int(values['tracking.hold_frames']),
-        'grow_px_per_frame': float(values['tracking.grow_px_per_frame']),
-        'walking_speed': float(values['tracking.walking_speed']),
-        'frame_rate': float(values['tracking.frame_rate']),
-        'dilate_kernel': int(values['mask.dilate_kernel']),
-        'depth_near_margin': float(values['mask.depth_near_margin']),
-        'depth_far_margin': float(values['mask.depth_far_margin']),
-        'enable_depth_anon': bool(values['depth.enable_noise']),
-        'depth_noise_std': float(values['depth.noise_std']),
-        'seed': None if seed < 0 else seed,
-        'scale_policy': values['detector.scale_policy'],
-        'tile_overlap': int(values['detector.tile_overlap']),
-        'tiles_per_frame': int(values['detector.tiles_per_frame']),
-    }
+    """Map parameter values to the seed keyword arguments of AVPrivacyMasker (validated)."""
+    from .settings import PipelineSettings  # settings.py is built on this table
+    return PipelineSettings.from_values(values).masker_keywords()
 
 
 def process_kwargs(values: Mapping[str, Any]) -> Dict[str, Any]:
     """Map parameter values to the per-frame keyword arguments of process_arrays."""
-    return {
-        'use_depth_for_mask': values['mask.mode'] == 'depth',
-        'pad_ratio': float(values['mask.pad_ratio']),
-        'oval_boxes': values['mask.mode'] != 'rect',
-    }
+    from .settings import PipelineSettings  # settings.py is built on this table
+    return PipelineSettings.from_values(values).process_keywords()
 
 
 def markdown_table(specs: Iterable[ParamSpec] = PARAMETERS) -> str:

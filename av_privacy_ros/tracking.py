@@ -15,17 +15,21 @@ between unrelated images or streams.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 
-from .anonymize import anchored_grid, DEFAULT_CELLS_ACROSS, FaceGrid
+from .anonymize import anchored_grid, FaceGrid
 from .boxes import box_iou
 from .checks import check_boxes, depth_in_metres
+from .settings import PipelineSettings
 
 SOURCES = ('detected', 'held')
-DEFAULT_HOLD_FRAMES = 6  # about 0.2 s at 30 Hz
-DEFAULT_GROW_PX_PER_FRAME = 6.0  # about 1.2 m/s across the view at 4 m with f = 600 px
+# Association of detections with tracks: a detection continues a track when its box overlaps
+# the track's last detection by this IoU, or when its centre lies within CENTRE_GATE times
+# the track's box size (plus the distance a held face may have moved).
+IOU_MIN = 0.1
+CENTRE_GATE = 0.5
 
 
 def grow_px_from_speed(speed_mps: Union[float, np.ndarray], frame_rate_hz: float,
@@ -139,59 +143,23 @@ class FaceTracker:
     """
     Follow faces across the frames of one stream and hold the ones the detector misses.
 
-    ``hold_frames`` is how many consecutive frames a face stays masked without a detection
-    (0 turns the hold off); a gap of ``hold_frames + 1`` frames leaves the last one unmasked.
-    ``grow_px_per_frame`` is the speed bound in pixels per frame by which a held box grows on
-    every side. ``block`` and ``cells_across`` set each face's mosaic cell size (see
-    anonymize.face_cell_size). ``seed`` makes the per-track noise seeds reproducible (tests);
-    the default draws them from the OS.
+    ``settings`` (a validated :class:`~av_privacy_ros.settings.PipelineSettings`) gives
+    ``hold_frames``, how many consecutive frames a face stays masked without a detection (0
+    turns the hold off; a gap of ``hold_frames + 1`` frames leaves the last one unmasked),
+    ``grow_px_per_frame``, the speed bound in pixels per frame by which a held box grows on
+    every side, and ``anon_block`` and ``cells_across``, each face's mosaic cell size (see
+    anonymize.face_cell_size). Assigning :attr:`settings` changes them from the next frame
+    on. ``seed`` makes the per-track noise seeds reproducible (tests); the default draws them
+    from the OS.
     """
 
-    def __init__(self, hold_frames: int = DEFAULT_HOLD_FRAMES,
-                 grow_px_per_frame: float = DEFAULT_GROW_PX_PER_FRAME, block: int = 24,
-                 cells_across: int = DEFAULT_CELLS_ACROSS, iou_min: float = 0.1,
-                 centre_gate: float = 0.5, seed: Optional[int] = None,
+    def __init__(self, settings: Optional[PipelineSettings] = None, seed: Optional[int] = None,
                  rng: Optional[np.random.Generator] = None) -> None:
         """Create an empty tracker; see the class docstring for the parameters."""
-        self.hold_frames = 0
-        self.grow_px_per_frame = 0.0
-        self.block = 24
-        self.cells_across = 0
-        self.iou_min = 0.1
-        self.centre_gate = 0.5
-        self.configure(hold_frames=hold_frames, grow_px_per_frame=grow_px_per_frame,
-                       block=block, cells_across=cells_across, iou_min=iou_min,
-                       centre_gate=centre_gate)
+        self.settings = settings if settings is not None else PipelineSettings()
         self._rng = rng if rng is not None else np.random.default_rng(seed)
         self._tracks: List[_Track] = []
         self._next_id = 1
-
-    def configure(self, **settings: Any) -> None:
-        """Change settings (names of the constructor arguments); invalid values raise."""
-        checks = {
-            'hold_frames': (int, lambda v: v >= 0, 'an integer >= 0'),
-            'grow_px_per_frame': (float, lambda v: 0.0 <= v < 1e6, 'a number >= 0'),
-            'block': (int, lambda v: v >= 1, 'an integer >= 1'),
-            'cells_across': (int, lambda v: v >= 0, 'an integer >= 0'),
-            'iou_min': (float, lambda v: 0.0 < v <= 1.0, 'within (0, 1]'),
-            'centre_gate': (float, lambda v: v >= 0.0, 'a number >= 0'),
-        }
-        converted = {}
-        for name, value in settings.items():
-            if name not in checks:
-                raise ValueError('unknown tracker setting %r' % name)
-            kind, check, text = checks[name]
-            try:
-                number = kind(value)
-            except (TypeError, ValueError):
-                raise ValueError('%s must be %s, got %r' % (name, text, value)) from None
-            if kind is int and float(value) != number:
-                raise ValueError('%s must be %s, got %r' % (name, text, value))
-            if isinstance(value, bool) or not check(number) or number != number:
-                raise ValueError('%s must be %s, got %r' % (name, text, value))
-            converted[name] = number
-        for name, value in converted.items():
-            setattr(self, name, value)
 
     def reset(self) -> None:
         """Forget every track (a new stream, or an unrelated image, follows)."""
@@ -239,7 +207,7 @@ class FaceTracker:
                 survivors.append(track)
             else:
                 track.missed += 1
-                if track.missed <= self.hold_frames:
+                if track.missed <= self.settings.hold_frames:
                     survivors.append(track)
         for det in range(count):
             if det not in taken:
@@ -253,7 +221,7 @@ class FaceTracker:
 
     def _grow(self, track: _Track) -> float:
         """Return the growth speed of a track in pixels per frame."""
-        return max(float(self.grow_px_per_frame), track.grow_px)
+        return max(self.settings.grow_px_per_frame, track.grow_px)
 
     def _face(self, track: _Track) -> TrackedFace:
         """Return the face to mask for a track in this frame, updating its grid."""
@@ -261,7 +229,8 @@ class FaceTracker:
         if track.missed:
             grow = track.missed * self._grow(track)
             box = box + np.array([-grow, -grow, grow, grow], np.float32)
-        grid = anchored_grid(box, self.block, self.cells_across, track.seed, track.cell)
+        grid = anchored_grid(box, self.settings.anon_block, self.settings.cells_across,
+                             track.seed, track.cell)
         track.cell = grid.cell
         return TrackedFace(track.track_id, box, SOURCES[track.missed > 0], track.score,
                            track.missed, grid)
@@ -278,9 +247,9 @@ class FaceTracker:
                    - (current[None, :, :2] + current[None, :, 2:])) * 0.5
         distance = np.sqrt(np.einsum('tdk,tdk->td', offsets, offsets))
         size = np.maximum((previous[:, 2:] - previous[:, :2]).max(axis=1), 1.0)
-        reach = np.array([self.centre_gate * float(extent) + track.missed * self._grow(track)
+        reach = np.array([CENTRE_GATE * float(extent) + track.missed * self._grow(track)
                           * 1.4142135623730951 for extent, track in zip(size, self._tracks)])
-        allowed = (iou >= self.iou_min) | (distance <= reach[:, None])
+        allowed = (iou >= IOU_MIN) | (distance <= reach[:, None])
         cost = (1.0 - iou) + distance / size[:, None]
         candidates = np.flatnonzero(allowed)
         used_tracks, used_dets = set(), set()

@@ -11,6 +11,7 @@ from typing import List, Set, Tuple
 
 from av_privacy_ros import AVPrivacyMasker
 from av_privacy_ros.detection import Detections, FaceDetector
+from av_privacy_ros.settings import PipelineSettings
 from av_privacy_ros.tracking import box_iou, FaceTracker, grow_px_from_speed
 import cv2
 import numpy as np
@@ -175,7 +176,7 @@ def test_backward_pass_boxes_are_masked_with_the_private_mosaic(scrfd, t1_full):
 
 def test_tracker_ids_follow_faces_and_new_faces_are_masked_at_once():
     """Ids follow the boxes whatever the detection order; a new face is masked in frame one."""
-    tracker = FaceTracker(hold_frames=2, grow_px_per_frame=5.0, seed=1)
+    tracker = FaceTracker(PipelineSettings(hold_frames=2, grow_px_per_frame=5.0), seed=1)
     boxes = np.array([[100, 100, 160, 180], [300, 100, 360, 180], [500, 300, 540, 350]],
                      np.float32)
     first = tracker.update(boxes[:2])
@@ -200,7 +201,7 @@ def test_tracker_ids_follow_faces_and_new_faces_are_masked_at_once():
 
 def test_fast_motion_is_matched_by_centre_distance():
     """A face that jumps further than IoU matching allows, within reach, keeps its track."""
-    tracker = FaceTracker(hold_frames=3, grow_px_per_frame=8.0, seed=1)
+    tracker = FaceTracker(PipelineSettings(hold_frames=3, grow_px_per_frame=8.0), seed=1)
     start = np.array([[100, 100, 140, 150]], np.float32)
     seed = tracker.update(start).grids[0].seed
     tracker.update(np.zeros((0, 4), np.float32))  # missed once
@@ -212,12 +213,12 @@ def test_fast_motion_is_matched_by_centre_distance():
 
 
 def test_invalid_settings_are_refused():
-    """Bad tracker and masker settings raise ValueError with the setting's name."""
+    """Bad tracker settings raise ValueError with the setting's name; so does bad input."""
     with pytest.raises(ValueError, match='hold_frames'):
-        FaceTracker(hold_frames=-1)
+        PipelineSettings(hold_frames=-1)
     with pytest.raises(ValueError, match='hold_frames'):
-        FaceTracker(hold_frames=2.5)
+        PipelineSettings(hold_frames=2.5)
     with pytest.raises(ValueError, match='grow_px_per_frame'):
-        FaceTracker(grow_px_per_frame=float('nan'))
+        PipelineSettings(grow_px_per_frame=float('nan'))
     with pytest.raises(ValueError, match='scores'):
         FaceTracker().update(np.zeros((2, 4), np.float32), np.zeros(3, np.float32))

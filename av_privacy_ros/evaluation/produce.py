@@ -40,11 +40,12 @@ def build_masker(params_file: Optional[PathLike]) -> Tuple[Any, Dict[str, Any]]:
     """Return (AVPrivacyMasker, process kwargs) configured from a node params YAML file."""
     from .. import params
     from ..masker import AVPrivacyMasker
+    from ..settings import PipelineSettings
 
     overrides = params.load_params_file(params_file) if params_file else {}
-    values = params.resolve(overrides or {})
-    masker = AVPrivacyMasker(**params.masker_kwargs(values))
-    return masker, params.process_kwargs(values)
+    settings = PipelineSettings.from_values(overrides)
+    masker = AVPrivacyMasker(settings)
+    return masker, settings.process_keywords()
 
 
 def _write_image(path: Path, image: np.ndarray) -> None:
