@@ -28,14 +28,15 @@ from av_privacy_ros.scale_policy import ScaledDetection  # noqa: E402
 import highres_frames as frames_mod  # noqa: E402
 import numpy as np  # noqa: E402
 
-# name, policy, tiles per frame, key frame interval
-OPTIONS: Tuple[Tuple[str, str, int, int], ...] = (
-    ('fixed 640 (baseline)', 'fixed', 1, 1),
-    ('full size', 'full', 1, 1),
-    ('all tiles + coarse', 'tiles', 1, 1),
-    ('full every 3rd + hold', 'keyframes', 1, 3),
-    ('auto: 1 tile/frame + coarse', 'auto', 1, 1),
-    ('auto: 2 tiles/frame + coarse', 'auto', 2, 1),
+# name, policy, tiles per frame, key frame interval, windows on changed regions
+OPTIONS: Tuple[Tuple[str, str, int, int, bool], ...] = (
+    ('fixed 640 (baseline)', 'fixed', 1, 1, False),
+    ('full size', 'full', 1, 1, False),
+    ('all tiles + coarse', 'tiles', 1, 1, False),
+    ('full every 3rd + hold', 'keyframes', 1, 3, False),
+    ('most changed tile + coarse', 'auto', 1, 1, False),
+    ('auto: change windows or 1 tile + coarse', 'auto', 1, 1, True),
+    ('auto, tiles_per_frame 2', 'auto', 2, 1, True),
 )
 FULL = OPTIONS[1][0]
 SIZES = ((640, 480), (1280, 720), (1920, 1080))
@@ -62,9 +63,10 @@ def run_size(detector: object, patches: list, width: int, height: int, n_frames:
                               frames=n_frames)
     base = frames_mod.background(width, height, seed)
     maskers = {}
-    for name, policy, per_frame, interval in OPTIONS:
+    for name, policy, per_frame, interval, windows in OPTIONS:
         masker = AVPrivacyMasker(detector=detector, seed=0, conf_thresh=0.3)
-        masker.scaled_detection = ScaledDetection(policy, 64, per_frame, interval)
+        masker.scaled_detection = ScaledDetection(policy, 64, per_frame, interval,
+                                                  change_windows=windows)
         maskers[name] = masker
     # Warm-up: onnxruntime builds a session per input size on first use.
     frame0, _ = frames_mod.render(base, patches, faces, 0)
@@ -112,7 +114,7 @@ def main() -> int:
     for width, height in sizes:
         results = run_size(detector, patches, width, height, args.frames, args.seed)
         baseline = float(np.median(results[OPTIONS[0][0]]['times']))
-        for name, _policy, _per_frame, _interval in OPTIONS:
+        for name, _policy, _per_frame, _interval, _windows in OPTIONS:
             leaks = results[name]['leaks']
             times = np.asarray(results[name]['times'])
             beyond = results[name]['beyond']
