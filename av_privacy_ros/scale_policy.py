@@ -17,14 +17,19 @@ cost. The policies here (``SCALE_POLICIES``):
     a native full-size pass every ``keyframe_interval`` frames, the coarse pass in between
     (the temporal hold of the tracker carries the small faces between key frames).
 ``auto``
-    the coarse pass every frame plus ``tiles_per_frame`` native tiles (all of them on the
+    the coarse pass every frame plus native-resolution detail in the canvas area left under it
+    (the *tile area*: ``tiles_per_frame`` tiles high). Where the frame changed since each
+    region was last scanned, outside the surroundings of known faces (a face walking in or
+    turning to the camera), windows around the changed regions are packed into the tile area
+    and scanned in the frame the change appears (:func:`change_windows`,
+    :func:`pack_windows`). Otherwise the tile area holds ``tiles_per_frame`` tiles: a tile
+    not scanned for a whole round first, else the most changed, else the oldest. A tile
+    unscanned for two rounds takes the area even over windows. Every tile is scanned on the
     first frame of a stream, after :meth:`ScaledDetection.reset` and when the frame size
-    changes). The tile scanned is the one whose content changed most since its last scan (a
-    face walking in or turning to the camera), unless a tile has gone unscanned for as many
-    frames as there are tiles. A face found in a tile is carried, its box growing, until that
-    tile is scanned again, so a small face stays masked between two visits of its tile. The
-    coarse pass and the tile run as one detector call on a stacked canvas
-    (:func:`stacked_detect`), about 1.75 times the coarse pass alone.
+    changes. A face found at native resolution is carried, its box growing, until the tile
+    that holds it is scanned again (or a window covers where it can be), so a small face
+    stays masked between visits. The canvas is ``CANVAS_HEIGHT_RATIO`` (5/3) of the detector
+    input: one detector call (:func:`stacked_detect`) at 1.4 to 1.8 times the coarse pass.
 
 Frames not larger than the detector input get the coarse pass only, whatever the policy: no
 extra work at 640×480. Tiles overlap by at least ``tile_overlap`` pixels so every face up to
@@ -95,6 +100,7 @@ class FramePlan:
     # Native windows on changed regions and their (x, y) in the tile area of the canvas.
     windows: List[Tile] = field(default_factory=list)
     window_places: List[Tuple[int, int]] = field(default_factory=list)
+    area_height: int = 0  # of the tile area: the canvas keeps one size whatever it holds
 
 
 def _round_up(value: int, multiple: int = DETECTOR_STRIDE) -> int:
@@ -290,15 +296,18 @@ def _scaled_shape(width: int, height: int, det_size: Tuple[int, int]) -> Tuple[i
 def stacked_detect(detector: Any, bgr: np.ndarray, conf_thresh: float,
                    det_size: Tuple[int, int], tiles: Sequence[Tile],
                    windows: Sequence[Tile] = (),
-                   window_places: Sequence[Tuple[int, int]] = ()) -> List[Detections]:
+                   window_places: Sequence[Tuple[int, int]] = (),
+                   area_height: int = 0) -> List[Detections]:
     """
     Run the scaled pass, native ``tiles`` and ``windows`` in one detector call.
 
     The frame scaled into ``det_size`` goes at the top of one canvas; below it, after a black
     band of one detector stride, the tiles at native size one under the other (bands between
     them), and the windows at native size at ``window_places`` (x, y inside that tile area).
-    The canvas is detected at its own size with no scaling: one onnxruntime call per frame
-    instead of one per pass (each call has a fixed cost). A box belongs to the part its
+    The canvas is at least ``area_height`` high below the band, so frames with windows or a
+    tile use one canvas size (onnxruntime prepares each new input size once, slowly). It is
+    detected at its own size with no scaling: one onnxruntime call per frame instead of one
+    per pass (each call has a fixed cost). A box belongs to the part its
     centre lies in (the nearest part for a centre in a band) and is clipped to that part.
     Returns one result per part: the scaled pass, then each tile, then each window.
     """
@@ -314,7 +323,8 @@ def stacked_detect(detector: Any, bgr: np.ndarray, conf_thresh: float,
     for window, (x, y) in zip(windows, window_places):
         places.append((int(x), area_top + int(y), window))
     canvas_w = _round_up(max([int(det_size[0])] + [x + t.width for x, _y, t in places]))
-    canvas_h = _round_up(max([scaled_h] + [y + t.height for _x, y, t in places]))
+    canvas_h = _round_up(max([scaled_h, area_top + int(area_height)] +
+                             [y + t.height for _x, y, t in places]))
     canvas = np.zeros((canvas_h, canvas_w, 3), np.uint8)
     canvas[:scaled_h, :scaled_w] = cv2.resize(bgr, (scaled_w, scaled_h))
     for x, y, tile in places:
@@ -575,7 +585,8 @@ class ScaledDetection:
             if packed:
                 return FramePlan(coarse=True, full=False, grid=grid,
                                  windows=[windows[index] for index, _place in packed],
-                                 window_places=[place for _index, place in packed])
+                                 window_places=[place for _index, place in packed],
+                                 area_height=area_h)
         tiles: List[int] = []
         for _pick in range(per_frame):
             left = [index for index in everything if index not in tiles]
@@ -587,7 +598,9 @@ class ScaledDetection:
                                                           age[index], -index)))
         for index in tiles:
             self._scanned_at[index] = frame
-        return FramePlan(coarse=True, full=False, tiles=tiles, grid=grid)
+        return FramePlan(coarse=True, full=False, tiles=tiles, grid=grid,
+                         area_height=per_frame * grid[0].height +
+                         (per_frame - 1) * DETECTOR_STRIDE)
 
     def _changed(self, view: np.ndarray) -> Optional[np.ndarray]:
         """
@@ -644,7 +657,7 @@ class ScaledDetection:
                 for tile in tiles + list(plan.windows)]
         else:
             parts = stacked_detect(detector, bgr, conf_thresh, det_size, tiles,
-                                   plan.windows, plan.window_places)
+                                   plan.windows, plan.window_places, plan.area_height)
         if self.policy != 'auto':
             return merge_detections(parts)
         if view is not None and (self._reference is None or
