@@ -11,7 +11,8 @@ its box is masked. Cost: the median detection time per frame divided by the medi
 detector's 640-px-long-side pass (policy fixed) on the same frames, all in this one run; p95
 and max show the latency spikes. Each frame's detection is timed ``--repeats`` times (replayed
 on copies of the policy's state, so what is masked is unchanged) and the fastest counts: on a
-shared machine other jobs otherwise decide the medians. Usage: ``python scripts/bench_highres.py [--frames N]``.
+shared machine other jobs otherwise decide the medians.
+Usage: ``python scripts/bench_highres.py [--frames N] [--sizes WxH,...] [--repeats N]``.
 """
 
 from __future__ import annotations
