@@ -174,15 +174,3 @@ def test_auto_scans_change_windows_instead_of_a_tile_until_a_tile_is_two_rounds_
     plan = ScaledDetection('auto', change_windows=True)
     plan.plan(1920, 1080, (640, 384))
     assert len(plan.plan(1920, 1080, (640, 384), None, too_large).tiles) == 1
-
-
-@pytest.mark.parametrize('size', [(1280, 720), (1920, 1080)])
-def test_the_canvas_of_a_frame_stays_under_five_thirds_of_the_detector_input(size: tuple) -> None:
-    """Scaled frame, band and tile area together: the cost bound of the policy auto."""
-    width, height = size
-    det_w, det_h = 640, 384
-    grid = ScaledDetection().grid_for(width, height, (det_w, det_h))
-    scaled_h = int(height * min(det_w / width, det_h / height))
-    canvas_h = -(-(scaled_h + 32 + grid[0].height) // 32) * 32
-    assert grid[0].width == det_w
-    assert canvas_h * det_w <= 5 / 3 * det_w * det_h

@@ -213,3 +213,27 @@ def test_leak_rates_per_size_bucket_on_a_moving_crowd_match_full_size_detection(
     assert auto.faces['20-50 px'] >= 60 and auto.faces['<20 px'] >= 40
     assert auto.leaks['20-50 px'] == 0
     assert auto.rate('<20 px') <= full.rate('<20 px') + 0.01
+
+
+@pytest.mark.parametrize('size', SIZES)
+def test_after_the_first_frame_every_detector_call_is_one_canvas_of_five_thirds_the_input(
+        scrfd: Any, patches: List[frames_mod.FacePatch], size: Tuple[int, int]) -> None:
+    """Frames with a tile and frames with change windows cost the same canvas, <= 5/3 input."""
+    width, height = size
+    det_w, det_h = scrfd.input_size_for(width, height)
+    base = frames_mod.background(width, height, 8)
+    faces = [frames_mod.PlacedFace(0, 22.0, width * 0.3, height * 0.4, first_frame=2),
+             frames_mod.PlacedFace(1 % len(patches), 30.0, width * 0.7, height * 0.7)]
+    recorder = RecordingDetector(scrfd)
+    masker = AVPrivacyMasker(detector=recorder, seed=0, conf_thresh=0.3)
+    kinds = []
+    for index in range(5):
+        masker.process(frames_mod.render(base, patches, faces, index)[0])
+        plan = masker.scaled_detection.last_plan
+        assert plan is not None
+        kinds.append('windows' if plan.windows else 'tiles')
+    assert kinds[2] == 'windows' and 'tiles' in kinds[1:]  # the walk-in, and the rotation
+    canvases = set(recorder.calls[1:])
+    assert len(recorder.calls) == 5 and len(canvases) == 1
+    canvas_w, canvas_h = canvases.pop()
+    assert canvas_w == det_w and canvas_w * canvas_h <= 5 / 3 * det_w * det_h
