@@ -215,12 +215,13 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
     # Detection scale (av_privacy_ros/scale_policy.py): small faces in frames larger than the
     # detector input.
     ParamSpec('detector.scale_policy', 'auto',
-              'Frames larger than the detector input: auto adds native-resolution tiles '
-              '(tiles_per_frame each frame: the most changed, or one unscanned for a full round; '
-              'all on the first frame; a face found in a tile stays masked until its tile is '
-              'scanned again) to the scaled pass in one detector call, finding faces under 20 px '
-              'at about twice the cost of the scaled pass (the first frame scans all tiles once); '
-              'tiles scans every tile each '
+              'Frames larger than the detector input: auto adds native-resolution detail to '
+              'the scaled pass in one detector call: windows around the regions that changed '
+              'since they were last scanned (a face walking in is searched at full resolution '
+              'in the frame it appears), otherwise tiles_per_frame tiles in turn (all on the '
+              'first frame; a face found at native resolution stays masked until its tile is '
+              'scanned again); it finds faces under 20 px as well as full-size detection at '
+              'under twice the cost of the scaled pass; tiles scans every tile each '
               'frame (most private, cost grows with the frame area); full detects on the whole '
               'frame at native size; fixed only scales the frame to the detector input (fastest, '
               'misses small faces). Frames not larger than the input cost the same under all.',
@@ -230,8 +231,10 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               'one tile; larger ones are found by the scaled pass.', min_value=0,
               max_value=1024, read_only=True),
     ParamSpec('detector.tiles_per_frame', 1,
-              'scale_policy auto: native-resolution tiles scanned per frame (each costs about two '
-              'thirds of the scaled pass). More tiles revisit each face sooner, at a higher cost.',
+              'scale_policy auto: native-resolution tiles scanned per frame when no region '
+              'changed; the area they take on the canvas also holds the change windows (each '
+              'extra tile costs about two thirds of the scaled pass). More tiles revisit each '
+              'face sooner and fit more windows, at a higher cost.',
               min_value=1, max_value=64, read_only=True),
 )
 

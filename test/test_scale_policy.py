@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from av_privacy_ros import params
 from av_privacy_ros.detection import Detections
-from av_privacy_ros.scale_policy import (grow_carried, merge_detections, SCALE_POLICIES,
-                                         ScaledDetection, tile_grid)
+from av_privacy_ros.scale_policy import (change_windows, grow_carried, merge_detections,
+                                         pack_windows, SCALE_POLICIES, ScaledDetection, Tile,
+                                         tile_grid, WINDOW_GAP, WINDOW_MARGIN)
 import numpy as np
 import pytest
 
@@ -124,3 +125,52 @@ def test_auto_scans_the_most_changed_tile_unless_another_is_due() -> None:
         assert scaled.plan(1920, 1080, (640, 384), change).tiles == [5]
     assert scaled.plan(1920, 1080, (640, 384), change).tiles == [0]
     assert scaled.plan(1920, 1080, (640, 384), change).tiles == [1]
+
+
+def test_a_changed_patch_becomes_one_window_around_it_and_noise_none() -> None:
+    """A 6×6 changed patch at quarter size gives a window holding it plus the margin."""
+    changed = np.zeros((270, 480), np.bool_)
+    changed[100:106, 200:206] = True  # a small face appearing at x 800-824, y 400-424
+    changed[10, 10] = changed[250, 470] = True  # sensor noise: single pixels
+    windows = change_windows(changed, 1920, 1080)
+    assert len(windows) == 1
+    window = windows[0]
+    assert window.x0 <= 800 - WINDOW_MARGIN and window.x1 >= 824 + WINDOW_MARGIN
+    assert window.y0 <= 400 - WINDOW_MARGIN and window.y1 >= 424 + WINDOW_MARGIN
+    assert window.width <= 24 + 2 * WINDOW_MARGIN + 2 * 4 * 2
+    assert change_windows(np.zeros((270, 480), np.bool_), 1920, 1080) == []
+
+
+def test_windows_are_packed_apart_inside_the_tile_area_and_too_large_ones_left_out() -> None:
+    """Placed windows lie inside the area, never overlap, and keep a gap between them."""
+    windows = [Tile(0, 0, 100, 80), Tile(500, 500, 1200, 600), Tile(0, 0, 300, 200),
+               Tile(0, 0, 150, 60), Tile(0, 0, 200, 100), Tile(0, 0, 90, 90)]
+    placed = pack_windows(windows, 640, 248)
+    indices = [index for index, _place in placed]
+    assert 1 not in indices  # wider than the area
+    assert indices[:2] == [0, 2]  # in the given order while they fit
+    rects = []
+    for index, (x, y) in placed:
+        window = windows[index]
+        assert 0 <= x and x + window.width <= 640 and 0 <= y and y + window.height <= 248
+        rects.append((x, y, x + window.width, y + window.height))
+    for k, (ax0, ay0, ax1, ay1) in enumerate(rects):
+        for bx0, by0, bx1, by1 in rects[k + 1:]:
+            apart_x = max(bx0 - ax1, ax0 - bx1)
+            apart_y = max(by0 - ay1, ay0 - by1)
+            assert max(apart_x, apart_y) >= WINDOW_GAP
+    assert len(placed) >= 3
+
+
+def test_auto_scans_change_windows_instead_of_a_tile_until_a_tile_is_two_rounds_old() -> None:
+    """Windows on changed regions take the tile area; rotation resumes when a tile is overdue."""
+    scaled = ScaledDetection('auto')
+    count = len(scaled.plan(1920, 1080, (640, 384)).grid)
+    window = [Tile(800, 400, 870, 470)]
+    plans = [scaled.plan(1920, 1080, (640, 384), None, window) for _ in range(2 * count + 1)]
+    assert all(plan.windows == window and plan.tiles == [] for plan in plans[:2 * count - 1])
+    assert plans[2 * count - 1].tiles == [0] and plans[2 * count - 1].windows == []
+    too_large = [Tile(0, 0, 1920, 1080)]
+    plan = ScaledDetection('auto', change_windows=True)
+    plan.plan(1920, 1080, (640, 384))
+    assert len(plan.plan(1920, 1080, (640, 384), None, too_large).tiles) == 1

@@ -164,3 +164,76 @@ def test_a_small_face_appearing_later_is_masked_in_the_frame_it_appears(
         result = masker.process(frame)
         assert frames_mod.LeakCounter().add(result.mask, truth) == 0, 'frame %d' % index
     assert len(truth) == 1
+
+
+def test_faces_appearing_together_in_several_tiles_are_all_masked_when_they_appear(
+        scrfd: Any, patches: List[frames_mod.FacePatch]) -> None:
+    """Three small faces walking in at once, far apart: each is masked from its first frame."""
+    width, height = 1920, 1080
+    base = frames_mod.background(width, height, 6)
+    walkers = [frames_mod.PlacedFace(k % len(patches), w, x, y, vx=1.0, first_frame=3)
+               for k, (w, x, y) in enumerate([(24.0, 300.0, 200.0), (34.0, 1500.0, 850.0),
+                                              (28.0, 1000.0, 560.0)])]
+    walkers.append(frames_mod.PlacedFace(1 % len(patches), 40.0, 600.0, 900.0, vy=-1.0))
+    fixed = AVPrivacyMasker(detector=scrfd, seed=0, conf_thresh=0.3, scale_policy='fixed')
+    frame, truth = frames_mod.render(base, patches, walkers, 3)
+    assert frames_mod.LeakCounter().add(fixed.process(frame).mask, truth) >= 2  # too small
+    masker = AVPrivacyMasker(detector=scrfd, seed=0, conf_thresh=0.3, hold_frames=0)
+    for index in range(7):
+        frame, truth = frames_mod.render(base, patches, walkers, index)
+        result = masker.process(frame)
+        assert frames_mod.LeakCounter().add(result.mask, truth) == 0, 'frame %d' % index
+        for face in truth:  # one box per face: window, tile and carried boxes merged
+            overlap = intersection_over_smaller(np.vstack([face[None],
+                                                           result.detections.boxes]))[0, 1:]
+            assert int((overlap >= 0.5).sum()) == 1, 'frame %d' % index
+    assert len(truth) == 4
+
+
+@pytest.mark.parametrize('size', SIZES)
+def test_leak_rates_per_size_bucket_on_a_moving_crowd_match_full_size_detection(
+        scrfd: Any, patches: List[frames_mod.FacePatch], size: Tuple[int, int]) -> None:
+    """Faces 8-60 px moving, a quarter walking in later: per bucket no worse than full size."""
+    width, height = size
+    rng = np.random.default_rng(11)
+    grid = ScaledDetection().grid_for(width, height, scrfd.input_size_for(width, height))
+    faces = frames_mod.layout(width, height, len(patches), list(rng.uniform(8.0, 60.0, 36)),
+                              sorted({t.x1 - 32 for t in grid if t.x1 < width}),
+                              sorted({t.y1 - 32 for t in grid if t.y1 < height}), seed=11,
+                              speed=1.0, late_fraction=0.25, frames=8)
+    base = frames_mod.background(width, height, 11)
+    maskers = {policy: AVPrivacyMasker(detector=scrfd, seed=0, conf_thresh=0.3,
+                                       scale_policy=policy) for policy in ('auto', 'full')}
+    counts = {policy: frames_mod.LeakCounter() for policy in maskers}
+    for index in range(8):
+        frame, truth = frames_mod.render(base, patches, faces, index)
+        for policy, masker in maskers.items():
+            counts[policy].add(masker.process(frame).mask, truth)
+    auto, full = counts['auto'], counts['full']
+    assert auto.faces['20-50 px'] >= 60 and auto.faces['<20 px'] >= 40
+    assert auto.leaks['20-50 px'] == 0
+    assert auto.rate('<20 px') <= full.rate('<20 px') + 0.01
+
+
+@pytest.mark.parametrize('size', SIZES)
+def test_after_the_first_frame_every_detector_call_is_one_canvas_of_five_thirds_the_input(
+        scrfd: Any, patches: List[frames_mod.FacePatch], size: Tuple[int, int]) -> None:
+    """Frames with a tile and frames with change windows cost the same canvas, <= 5/3 input."""
+    width, height = size
+    det_w, det_h = scrfd.input_size_for(width, height)
+    base = frames_mod.background(width, height, 8)
+    faces = [frames_mod.PlacedFace(0, 22.0, width * 0.3, height * 0.4, first_frame=2),
+             frames_mod.PlacedFace(1 % len(patches), 30.0, width * 0.7, height * 0.7)]
+    recorder = RecordingDetector(scrfd)
+    masker = AVPrivacyMasker(detector=recorder, seed=0, conf_thresh=0.3)
+    kinds = []
+    for index in range(5):
+        masker.process(frames_mod.render(base, patches, faces, index)[0])
+        plan = masker.scaled_detection.last_plan
+        assert plan is not None
+        kinds.append('windows' if plan.windows else 'tiles')
+    assert kinds[2] == 'windows' and 'tiles' in kinds[1:]  # the walk-in, and the rotation
+    canvases = set(recorder.calls[1:])
+    assert len(recorder.calls) == 5 and len(canvases) == 1
+    canvas_w, canvas_h = canvases.pop()
+    assert canvas_w == det_w and canvas_w * canvas_h <= 5 / 3 * det_w * det_h
