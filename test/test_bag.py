@@ -242,6 +242,15 @@ def run(request: Any, tmp_path_factory: Any, base: np.ndarray, detector: Any) ->
 
 
 # -- topic choice and pairing (pure functions) ---------------------------------------------------
+def test_the_largest_seed_works_for_several_cameras(detector: Any) -> None:
+    """Per-camera seeds stay in the seed's range: three cameras with seed 2**31 - 1 all run."""
+    largest = 2 ** 31 - 1
+    maskers = bagmod.make_maskers([None, None, None], _params(seed=largest), detector)
+    seeds = [masker.settings.seed for masker in maskers]
+    assert seeds[0] == largest and len(set(seeds)) == 3
+    assert all(0 <= seed <= largest for seed in seeds)
+
+
 def test_depth_topics_pair_with_the_colour_topic_of_the_same_camera() -> None:
     """RealSense, CARLA and multi-camera names pair by camera; aligned depth wins."""
     pairs = pair_depth_topics(

@@ -26,19 +26,23 @@ DEFAULT_BACKWARD_FRAMES = 6
 """Frames before a newly found face in which it is masked too (the backward pass)."""
 
 
+SEED_RANGE = 2 ** 31  # seeds are 0 .. 2**31 - 1 (the seed parameter's bounds)
+
+
 def make_maskers(plans: Sequence[CameraPlan], values: Mapping[str, Any],
                  detector: Any) -> List[AVPrivacyMasker]:
     """
     Return one masker per camera, all sharing one face detector.
 
     ``detector`` is used when given; otherwise the first masker builds one from ``values``.
-    With a ``seed``, camera ``i`` gets ``seed + i`` (distinct, reproducible noise per topic).
+    With a ``seed``, camera ``i`` gets ``seed + i`` (distinct, reproducible noise per topic),
+    wrapped to stay inside the seed parameter's range.
     """
     kwargs = params_mod.masker_kwargs(values)
     seed = kwargs.pop('seed')
     maskers: List[AVPrivacyMasker] = []
     for index, _ in enumerate(plans):
-        topic_seed = None if seed is None else seed + index
+        topic_seed = None if seed is None else (seed + index) % SEED_RANGE
         if detector is None and not maskers:
             masker = AVPrivacyMasker(seed=topic_seed, **kwargs)
         else:
