@@ -14,7 +14,8 @@ from typing import Any, List, Mapping, Optional, Sequence
 from .errors import BagError, LogCallback, one_line, ProgressCallback
 from .reader import input_path as resolve_input_path, input_storage, open_reader
 from .run import write_bag, WriteJob
-from .staging import check_output, clean_stale_staging, make_parent
+from .staging import (check_output, clean_stale_staging, make_parent,
+                      recover_interrupted_replacement)
 from .summary import BagSummary
 from .topics import CameraPlan, choose_cameras
 from .. import params as params_mod
@@ -108,6 +109,8 @@ def anonymize_bag(input_path: Any, output_path: Any, *,
     say: LogCallback = log or (lambda text: None)
     src = resolve_input_path(Path(input_path))
     dst = Path(output_path)
+    # Before the output checks: an output a killed run had moved aside is the user's again.
+    recover_interrupted_replacement(dst, say)
     check_output(src, dst, force)
     if storage is None:
         storage = input_storage(src) if src.suffix != '.bag' else 'mcap'

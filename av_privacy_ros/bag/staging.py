@@ -108,6 +108,40 @@ def clean_stale_staging(dst: Path, say: LogCallback) -> List[Path]:
     return removed
 
 
+def recover_interrupted_replacement(dst: Path, say: LogCallback) -> List[Path]:
+    """
+    Settle ``.NAME.old-PID`` folders left beside ``dst`` by runs killed while replacing it.
+
+    :func:`publish_output` moves the previous output aside, moves the new one in, then deletes
+    the previous one. A run killed between the first two steps leaves no output at all: the
+    previous output is moved back. A run killed after them leaves a replaced output that
+    ``--force`` asked to delete: it is deleted. Folders of running processes are left alone.
+    Returns the folders moved back or removed.
+    """
+    prefix = '.%s.old-' % dst.name
+    settled: List[Path] = []
+    parent = dst.parent
+    if not parent.is_dir():
+        return settled
+    for child in sorted(parent.iterdir()):
+        pid_text = child.name[len(prefix):] if child.name.startswith(prefix) else ''
+        if not pid_text.isdigit() or child.is_symlink() or not child.is_dir():
+            continue
+        pid = int(pid_text)
+        if pid != os.getpid() and _pid_alive(pid):
+            continue
+        if not os.path.lexists(dst):
+            child.rename(dst)
+            say('restored %s from %s: a run (process %d) was killed while replacing it'
+                % (dst, child, pid))
+        else:
+            shutil.rmtree(child)
+            say('removed %s, an output replaced by a run that was killed before it could '
+                'delete it (process %d)' % (child, pid))
+        settled.append(child)
+    return settled
+
+
 def make_parent(dst: Path) -> List[Path]:
     """Create the output's missing parent folders; return them (outermost first)."""
     missing: List[Path] = []

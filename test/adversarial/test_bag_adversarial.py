@@ -531,6 +531,51 @@ def test_staging_folder_of_a_running_process_is_left_alone(tmp_path: Path) -> No
     assert live.is_dir() and any('left alone' in line for line in lines)
 
 
+def _relative_hashes(folder: Path) -> Dict[str, str]:
+    """Return the file hashes of ``folder`` keyed by path inside it."""
+    return {str(Path(name).relative_to(folder)): digest
+            for name, digest in file_hashes([folder]).items()}
+
+
+def _dead_pid() -> int:
+    """Return the pid of a process that has ended."""
+    proc = subprocess.Popen([sys.executable, '-c', 'pass'])
+    proc.wait(timeout=60)
+    return proc.pid
+
+
+def test_output_moved_aside_by_a_killed_replacement_is_restored(
+        tmp_path: Path, base: np.ndarray, scrfd: Any, adversarial: Any) -> None:
+    """A run killed while replacing an output never costs the user that output."""
+    src = tmp_path / 'input'
+    _small_bag(src, base)
+    previous = tmp_path / 'previous'
+    anonymize_bag(src, previous, params=_params(Path('')), detector=scrfd)
+    before = _relative_hashes(previous)
+    # Killed between moving the old output aside and moving the new one in: no output at all.
+    aside = tmp_path / ('.out.old-%d' % _dead_pid())
+    previous.rename(aside)
+    lines: List[str] = []
+    with pytest.raises(BagError, match='exists already'):
+        anonymize_bag(src, tmp_path / 'out', params=_params(Path('')), detector=scrfd,
+                      log=lines.append)
+    lost = files_lost(before, _relative_hashes(tmp_path / 'out'))
+    adversarial.record('bag: output moved aside by a killed replacement', inputs_lost=lost)
+    assert lost == 0 and not aside.exists()
+    assert any('restored' in line for line in lines), lines
+    # Killed after the new output was in place: the replaced one (--force) is deleted.
+    stale = tmp_path / ('.out.old-%d' % _dead_pid())
+    stale.mkdir()
+    anonymize_bag(src, tmp_path / 'out', params=_params(Path('')), detector=scrfd, force=True,
+                  log=lines.append)
+    assert not stale.exists() and (tmp_path / 'out' / 'metadata.yaml').is_file()
+    # A running process's folder is not touched.
+    live = tmp_path / ('.out.old-%d' % os.getppid())
+    live.mkdir()
+    assert bagmod.staging.recover_interrupted_replacement(tmp_path / 'out', lines.append) == []
+    assert live.is_dir()
+
+
 def test_force_replaces_a_previous_output(tmp_path: Path, base: np.ndarray, scrfd: Any) -> None:
     """--force replaces a folder that is a rosbag2 output, and only that."""
     src = tmp_path / 'input'
