@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 import shutil
-from typing import List
+from typing import List, Tuple
 
 from .errors import BagError, LogCallback
 
@@ -80,6 +80,28 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def leftovers(dst: Path, kind: str) -> List[Tuple[Path, int]]:
+    """
+    Return the folders ``.NAME.KIND-PID`` beside ``dst`` with the pid each names.
+
+    ``kind`` is ``partial`` (a staging folder) or ``old`` (an output being replaced). Links and
+    files with such names are not returned: this tool makes only real folders.
+    """
+    prefix = '.%s.%s-' % (dst.name, kind)
+    found: List[Tuple[Path, int]] = []
+    if not dst.parent.is_dir():
+        return found
+    for child in sorted(dst.parent.iterdir()):
+        pid_text = child.name[len(prefix):] if child.name.startswith(prefix) else ''
+        if pid_text.isdigit() and not child.is_symlink() and child.is_dir():
+            found.append((child, int(pid_text)))
+    return found
+
+
+def _of_running_process(pid: int) -> bool:
+    return pid != os.getpid() and _pid_alive(pid)
+
+
 def clean_stale_staging(dst: Path, say: LogCallback) -> List[Path]:
     """
     Remove ``.NAME.partial-PID`` staging folders left beside ``dst`` by killed runs.
@@ -87,17 +109,9 @@ def clean_stale_staging(dst: Path, say: LogCallback) -> List[Path]:
     A folder whose process is still running is left alone (and reported).  Returns the folders
     removed.
     """
-    prefix = '.%s.partial-' % dst.name
     removed: List[Path] = []
-    parent = dst.parent
-    if not parent.is_dir():
-        return removed
-    for child in sorted(parent.iterdir()):
-        pid_text = child.name[len(prefix):] if child.name.startswith(prefix) else ''
-        if not pid_text.isdigit() or child.is_symlink() or not child.is_dir():
-            continue
-        pid = int(pid_text)
-        if pid != os.getpid() and _pid_alive(pid):
+    for child, pid in leftovers(dst, 'partial'):
+        if _of_running_process(pid):
             say('note: %s belongs to a running anonymize_bag (process %d); left alone'
                 % (child, pid))
             continue
@@ -118,17 +132,9 @@ def recover_interrupted_replacement(dst: Path, say: LogCallback) -> List[Path]:
     ``--force`` asked to delete: it is deleted. Folders of running processes are left alone.
     Returns the folders moved back or removed.
     """
-    prefix = '.%s.old-' % dst.name
     settled: List[Path] = []
-    parent = dst.parent
-    if not parent.is_dir():
-        return settled
-    for child in sorted(parent.iterdir()):
-        pid_text = child.name[len(prefix):] if child.name.startswith(prefix) else ''
-        if not pid_text.isdigit() or child.is_symlink() or not child.is_dir():
-            continue
-        pid = int(pid_text)
-        if pid != os.getpid() and _pid_alive(pid):
+    for child, pid in leftovers(dst, 'old'):
+        if _of_running_process(pid):
             continue
         if not os.path.lexists(dst):
             child.rename(dst)
