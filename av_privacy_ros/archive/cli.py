@@ -9,7 +9,7 @@ from typing import Any, Dict, Optional, Sequence
 from .manifest import MANIFEST_NAME
 from .runner import run_archive
 from ..bag.api import DEFAULT_BACKWARD_FRAMES, DEFAULT_JPEG_QUALITY
-from ..bag.cli import parameter_overrides, parse_param, stop_on_sigterm
+from ..bag.cli import add_parameter_options, parameter_overrides, stop_on_sigterm
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,12 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('input', metavar='INPUT_DIR', help='folder tree holding the bags')
     parser.add_argument('output', metavar='OUTPUT_DIR',
                         help='output folder (outside INPUT_DIR); created when missing')
-    parser.add_argument('--params-file', metavar='YAML',
-                        help='node parameters file (/**: ros__parameters: ...)')
-    parser.add_argument('--param', '-p', action='append', default=[], type=parse_param,
-                        metavar='NAME=VALUE',
-                        help='one parameter, e.g. -p detector.conf_thresh=0.3 (repeatable, '
-                             'after --params-file)')
+    add_parameter_options(parser)
     parser.add_argument('--address', metavar='ADDR',
                         help='Ray cluster to join: auto or ray://host:port (default: start a '
                              'local cluster on this machine)')

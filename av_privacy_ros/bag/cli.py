@@ -29,6 +29,16 @@ def parse_param(text: str) -> Tuple[str, Any]:
     return name.strip(), parsed
 
 
+def add_parameter_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--params-file`` and ``--param`` (read by :func:`parameter_overrides`)."""
+    parser.add_argument('--params-file', metavar='YAML',
+                        help='node parameters file (/**: ros__parameters: ...)')
+    parser.add_argument('--param', '-p', action='append', default=[], type=parse_param,
+                        metavar='NAME=VALUE',
+                        help='one parameter, e.g. -p detector.conf_thresh:=0.3 is written '
+                             'detector.conf_thresh=0.3 (repeatable, after --params-file)')
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the command-line parser of anonymize_bag."""
     parser = argparse.ArgumentParser(
@@ -45,12 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--depth-topic', action='append', default=[], metavar='TOPIC',
                         help='depth topic (repeatable); one per --image-topic pairs by order, '
                              'otherwise by camera name')
-    parser.add_argument('--params-file', metavar='YAML',
-                        help='node parameters file (/**: ros__parameters: ...)')
-    parser.add_argument('--param', '-p', action='append', default=[], type=parse_param,
-                        metavar='NAME=VALUE',
-                        help='one parameter, e.g. -p detector.conf_thresh:=0.3 is written '
-                             'detector.conf_thresh=0.3 (repeatable, after --params-file)')
+    add_parameter_options(parser)
     parser.add_argument('--storage', choices=('mcap', 'sqlite3'),
                         help="output storage (default: the input's; mcap for ROS 1 input)")
     parser.add_argument('--copy-topic', action='append', default=[], metavar='TOPIC',
