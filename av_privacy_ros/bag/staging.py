@@ -50,21 +50,31 @@ def check_output(src: Path, dst: Path, force: bool) -> None:
         return
     if not force:
         raise BagError('output %s exists already; use --force to replace it' % dst)
-    if dst.is_symlink():
-        raise BagError('output %s is a symbolic link; --force does not replace links' % dst)
-    if not dst.is_dir():
-        raise BagError('output %s is not a folder; --force only replaces a rosbag2 output '
-                       'folder' % dst)
-    if not (dst / 'metadata.yaml').is_file():
-        raise BagError('output %s has no metadata.yaml; --force only replaces a rosbag2 output '
-                       'folder' % dst)
-    foreign = sorted(child.name for child in dst.iterdir()
+    problem = not_a_rosbag2_output(dst)
+    if problem:
+        raise BagError('output %s %s' % (dst, problem))
+
+
+def not_a_rosbag2_output(folder: Path) -> str:
+    """
+    Return why ``folder`` is not a rosbag2 folder holding nothing else, or '' when it is one.
+
+    Only such a folder is ever replaced (``--force``) or deleted (a replaced output).
+    """
+    if folder.is_symlink():
+        return 'is a symbolic link; --force does not replace links'
+    if not folder.is_dir():
+        return 'is not a folder; --force only replaces a rosbag2 output folder'
+    if not (folder / 'metadata.yaml').is_file():
+        return 'has no metadata.yaml; --force only replaces a rosbag2 output folder'
+    foreign = sorted(child.name for child in folder.iterdir()
                      if child.name != 'metadata.yaml'
                      and not (child.is_file() and not child.is_symlink()
                               and child.name.endswith(ROSBAG2_FILE_SUFFIXES)))
     if foreign:
-        raise BagError('output %s holds files that are not part of a rosbag2 bag (%s); '
-                       '--force does not replace it' % (dst, ', '.join(foreign[:5])))
+        return ('holds files that are not part of a rosbag2 bag (%s); --force does not '
+                'replace it' % ', '.join(foreign[:5]))
+    return ''
 
 
 def _pid_alive(pid: int) -> bool:
@@ -129,8 +139,8 @@ def recover_interrupted_replacement(dst: Path, say: LogCallback) -> List[Path]:
     :func:`publish_output` moves the previous output aside, moves the new one in, then deletes
     the previous one. A run killed between the first two steps leaves no output at all: the
     previous output is moved back. A run killed after them leaves a replaced output that
-    ``--force`` asked to delete: it is deleted. Folders of running processes are left alone.
-    Returns the folders moved back or removed.
+    ``--force`` asked to delete: it is deleted, if it is still nothing but a rosbag2 bag.
+    Folders of running processes are left alone. Returns the folders moved back or removed.
     """
     settled: List[Path] = []
     for child, pid in leftovers(dst, 'old'):
@@ -140,10 +150,15 @@ def recover_interrupted_replacement(dst: Path, say: LogCallback) -> List[Path]:
             child.rename(dst)
             say('restored %s from %s: a run (process %d) was killed while replacing it'
                 % (dst, child, pid))
-        else:
-            shutil.rmtree(child)
-            say('removed %s, an output replaced by a run that was killed before it could '
-                'delete it (process %d)' % (child, pid))
+            settled.append(child)
+            continue
+        problem = not_a_rosbag2_output(child)
+        if problem:
+            say('note: %s is left alone: it %s' % (child, problem))
+            continue
+        shutil.rmtree(child)
+        say('removed %s, an output replaced by a run that was killed before it could '
+            'delete it (process %d)' % (child, pid))
         settled.append(child)
     return settled
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+import shutil
 import signal
 import subprocess
 import sys
@@ -565,10 +566,16 @@ def test_output_moved_aside_by_a_killed_replacement_is_restored(
     assert any('restored' in line for line in lines), lines
     # Killed after the new output was in place: the replaced one (--force) is deleted.
     stale = tmp_path / ('.out.old-%d' % _dead_pid())
-    stale.mkdir()
+    shutil.copytree(tmp_path / 'out', stale)
+    # A folder of the user's that only looks like one is never deleted.
+    users = tmp_path / ('.out.old-%d' % _dead_pid())
+    (users / 'notes').mkdir(parents=True)
+    (users / 'metadata.yaml').write_text('mine')
     anonymize_bag(src, tmp_path / 'out', params=_params(Path('')), detector=scrfd, force=True,
                   log=lines.append)
     assert not stale.exists() and (tmp_path / 'out' / 'metadata.yaml').is_file()
+    assert (users / 'notes').is_dir() and (users / 'metadata.yaml').read_text() == 'mine'
+    assert any(str(users) in line and 'left alone' in line for line in lines), lines
     # A running process's folder is not touched.
     live = tmp_path / ('.out.old-%d' % os.getppid())
     live.mkdir()
