@@ -998,6 +998,9 @@ def test_carla_launch_with_bridge_and_ego_vehicle(
     # The anonymizer runs on simulation time: its diagnostics carry /clock stamps, not wall time.
     from anonymizer_harness import wait_until
     assert wait_until(lambda: bool(listener.diagnostic_stamps), 30.0, 0.1), 'no diagnostics'
+    # /clock is matched on its own: frames can flow before its subscription has discovered
+    # the bridge's publisher on a busy machine.
+    wait_until(lambda: len(set(listener.clock_stamps)) >= 2, 30.0, 0.1)
     with listener.lock:
         clock = list(listener.clock_stamps)
         diagnostics = list(listener.diagnostic_stamps)
